@@ -1,0 +1,392 @@
+// The execution layer: one device, a pool of whole buffers, pipelines and bind groups built once, and one open
+// compute pass into which every op encodes its dispatch. Work is submitted in batches (at a readback, an
+// explicit flush, or when a batch grows large); buffers released by ops go back to the pool only after the
+// batch that last used them is submitted, so a host write into a recycled buffer can never overtake a
+// pending read of its old contents.
+import { Kernel } from './kernel.ts';
+import { describeDevice, requestDevice, GPUEngineError, type DeviceInfo, type RequestOptions } from './device.ts';
+
+export interface BufferBinding {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
+/** Anything that can be bound: a raw buffer binding or a tensor (which exposes its storage this way). */
+export interface Bindable {
+  binding(): BufferBinding;
+}
+
+export type BindingArg = BufferBinding | Bindable;
+
+/** One recorded dispatch: what a step recorder needs to replay it later with the same buffers. */
+export interface DispatchRecord {
+  kernel: Kernel;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number, number];
+}
+
+const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
+const MAP_READ_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
+
+export interface RuntimeOptions extends RequestOptions {
+  /** Use this device instead of creating one (embedding in another WebGPU program). */
+  device?: GPUDevice;
+  adapterInfo?: GPUAdapterInfo;
+  /** Submit after every dispatch and check errors per dispatch: slow, but names the failing kernel exactly. */
+  debug?: boolean;
+  /** Dispatches per batch before an automatic submit. */
+  maxBatch?: number;
+}
+
+function sizeClass(bytes: number): number {
+  let s = 256;
+  while (s < bytes) s *= 2;
+  return s;
+}
+
+export class Runtime {
+  readonly device: GPUDevice;
+  readonly info: DeviceInfo;
+  readonly ownsDevice: boolean;
+  debug: boolean;
+  maxBatch: number;
+
+  private freeBuffers = new Map<number, GPUBuffer[]>();
+  private releasedThisBatch: GPUBuffer[] = [];
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private pipelines = new Map<Kernel, GPUComputePipeline>();
+  private layouts = new Map<Kernel, GPUBindGroupLayout>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private uniforms = new Map<string, GPUBuffer>();
+  private destroyAfterSubmit: GPUBuffer[] = [];
+  private stagingFree = new Map<number, GPUBuffer[]>();
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private batchKernels: string[] = [];
+  private errors: Error[] = [];
+  private lost = false;
+
+  /** When set, every dispatch is appended here as well as encoded. */
+  recorder: DispatchRecord[] | null = null;
+  /** Counters for benchmarks and for checking that a step does no host work it should not. */
+  stats = { dispatches: 0, submits: 0, buffersCreated: 0, bindGroupsCreated: 0, uniformsCreated: 0, readbacks: 0 };
+
+  constructor(device: GPUDevice, info: DeviceInfo, ownsDevice: boolean, opts: RuntimeOptions = {}) {
+    this.device = device;
+    this.info = info;
+    this.ownsDevice = ownsDevice;
+    this.debug = opts.debug ?? false;
+    this.maxBatch = opts.maxBatch ?? 1024;
+    device.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.errors.push(new GPUEngineError(`uncaptured GPU error: ${e.message}`));
+    });
+    void device.lost.then((l) => {
+      this.lost = true;
+      if (l.reason !== 'destroyed') this.errors.push(new GPUEngineError(`GPU device lost (${l.reason}): ${l.message}`));
+    });
+  }
+
+  // ---- buffers ----
+
+  bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(b, id);
+    }
+    return id;
+  }
+
+  /** A storage buffer of at least `bytes` bytes from the pool. Its contents are undefined. */
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const free = this.freeBuffers.get(size);
+    const b = free?.pop();
+    if (b) return b;
+    if (size > this.device.limits.maxBufferSize) {
+      throw new GPUEngineError(`buffer of ${bytes} bytes exceeds the device's maxBufferSize ${this.device.limits.maxBufferSize}`);
+    }
+    this.stats.buffersCreated++;
+    const buf = this.device.createBuffer({ size, usage: STORAGE_USAGE, label: `pool${size}` });
+    this.bufferId(buf);
+    return buf;
+  }
+
+  /** Returns a buffer to the pool once the work encoded so far has been submitted. */
+  release(b: GPUBuffer): void {
+    if (this.encoder) this.releasedThisBatch.push(b);
+    else this.pushFree(b);
+  }
+
+  private pushFree(b: GPUBuffer): void {
+    let list = this.freeBuffers.get(b.size);
+    if (!list) this.freeBuffers.set(b.size, (list = []));
+    list.push(b);
+  }
+
+  /** Destroys pooled buffers not in use (e.g. between benchmark cases). */
+  trimPool(): void {
+    this.flush();
+    for (const list of this.freeBuffers.values()) for (const b of list) b.destroy();
+    this.freeBuffers.clear();
+    this.bindGroups.clear();
+  }
+
+  /**
+   * Host-to-GPU write. A buffer that pending work may read is first flushed, so the write lands after it in
+   * queue order.
+   */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView, pendingUse = true): void {
+    if (pendingUse && this.encoder) this.flush();
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async read(binding: BufferBinding): Promise<ArrayBuffer> {
+    const offset = binding.offset ?? 0;
+    const size = binding.size ?? binding.buffer.size - offset;
+    const stagingSize = sizeClass(size);
+    const staging =
+      this.stagingFree.get(stagingSize)?.pop() ??
+      this.device.createBuffer({ size: stagingSize, usage: MAP_READ_USAGE, label: `staging${stagingSize}` });
+    this.endPass();
+    const enc = this.encoder ?? this.device.createCommandEncoder();
+    this.encoder = enc;
+    enc.copyBufferToBuffer(binding.buffer, offset, staging, 0, Math.ceil(size / 4) * 4);
+    this.flush();
+    this.stats.readbacks++;
+    await staging.mapAsync(0x0001 /* GPUMapMode.READ */, 0, Math.ceil(size / 4) * 4);
+    const out = staging.getMappedRange(0, Math.ceil(size / 4) * 4).slice(0, size);
+    staging.unmap();
+    let list = this.stagingFree.get(stagingSize);
+    if (!list) this.stagingFree.set(stagingSize, (list = []));
+    list.push(staging);
+    this.throwErrors();
+    return out;
+  }
+
+  // ---- pipelines, uniforms and bind groups ----
+
+  private layoutFor(k: Kernel): GPUBindGroupLayout {
+    let layout = this.layouts.get(k);
+    if (!layout) {
+      layout = this.device.createBindGroupLayout({
+        label: k.name,
+        entries: k.bindings.map((b) => ({
+          binding: b.binding,
+          visibility: 0x4 /* GPUShaderStage.COMPUTE */,
+          buffer: { type: b.kind },
+        })),
+      });
+      this.layouts.set(k, layout);
+    }
+    return layout;
+  }
+
+  pipeline(k: Kernel): GPUComputePipeline {
+    let p = this.pipelines.get(k);
+    if (p) return p;
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: k.code, label: k.name });
+    p = this.device.createComputePipeline({
+      label: k.name,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [this.layoutFor(k)], label: k.name }),
+      compute: { module, entryPoint: k.entryPoint },
+    });
+    void this.device.popErrorScope().then(async (err) => {
+      if (!err) return;
+      const info = await module.getCompilationInfo();
+      const lines = info.messages.map((m) => `  ${m.type} at line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+      this.errors.push(new GPUEngineError(`kernel ${k.name} failed to build: ${err.message}\n${lines}`));
+    });
+    this.pipelines.set(k, p);
+    return p;
+  }
+
+  /** A uniform buffer holding exactly these bytes; identical contents share one buffer, created once. */
+  uniformBuffer(bytes: ArrayBuffer): GPUBuffer {
+    const words = new Uint32Array(bytes);
+    let key = '';
+    for (let i = 0; i < words.length; i++) key += words[i]!.toString(36) + ',';
+    let b = this.uniforms.get(key);
+    if (b) {
+      // refresh its place in the insertion order used for eviction
+      this.uniforms.delete(key);
+      this.uniforms.set(key, b);
+      return b;
+    }
+    b = this.device.createBuffer({ size: bytes.byteLength, usage: UNIFORM_USAGE, mappedAtCreation: true, label: 'uniform' });
+    new Uint32Array(b.getMappedRange()).set(words);
+    b.unmap();
+    this.bufferId(b);
+    this.stats.uniformsCreated++;
+    this.uniforms.set(key, b);
+    if (this.uniforms.size > 8192) {
+      const oldest = this.uniforms.keys().next().value as string;
+      this.destroyAfterSubmit.push(this.uniforms.get(oldest)!);
+      this.uniforms.delete(oldest);
+    }
+    return b;
+  }
+
+  private bindGroup(k: Kernel, entries: BufferBinding[]): GPUBindGroup {
+    let key = k.name;
+    for (const e of entries) key += `|${this.bufferId(e.buffer)}:${e.offset ?? 0}:${e.size ?? -1}`;
+    let bg = this.bindGroups.get(key);
+    if (bg) return bg;
+    bg = this.device.createBindGroup({
+      label: k.name,
+      layout: this.layoutFor(k),
+      entries: k.bindings.map((b, i) => ({ binding: b.binding, resource: entries[i]! })),
+    });
+    this.stats.bindGroupsCreated++;
+    if (this.bindGroups.size > 65536) this.bindGroups.clear();
+    this.bindGroups.set(key, bg);
+    return bg;
+  }
+
+  // ---- encoding ----
+
+  private beginPass(): GPUComputePassEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /**
+   * Encodes one dispatch. `buffers` names every storage binding of the kernel; `uniforms` gives every field of
+   * its uniform struct. Workgroup counts beyond the per-dimension limit are an error, not a silent clamp.
+   */
+  dispatch(k: Kernel, buffers: Record<string, BindingArg>, uniforms: Record<string, number> | null, workgroups: [number, number?, number?]): void {
+    if (this.lost) throw new GPUEngineError(`kernel ${k.name}: the GPU device is lost`);
+    const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+    const maxWg = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (wg[0] > maxWg || wg[1] > maxWg || wg[2] > maxWg) {
+      throw new GPUEngineError(`kernel ${k.name}: workgroup count ${wg.join('x')} exceeds the device limit ${maxWg} per dimension`);
+    }
+    const entries: BufferBinding[] = [];
+    for (const b of k.bindings) {
+      if (b.kind === 'uniform') {
+        entries.push({ buffer: this.uniformBuffer(k.packUniforms(uniforms ?? {})) });
+      } else {
+        const arg = buffers[b.name];
+        if (!arg) throw new GPUEngineError(`kernel ${k.name}: no buffer given for binding ${b.name}`);
+        entries.push('binding' in arg ? arg.binding() : arg);
+      }
+    }
+    const pipeline = this.pipeline(k);
+    const bindGroup = this.bindGroup(k, entries);
+    if (wg[0] === 0 || wg[1] === 0 || wg[2] === 0) return;
+    const pass = this.beginPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
+    this.stats.dispatches++;
+    this.batchKernels.push(k.name);
+    if (this.recorder) this.recorder.push({ kernel: k, pipeline, bindGroup, workgroups: wg });
+    if (this.debug || this.batchKernels.length >= this.maxBatch) this.flush();
+  }
+
+  /** Encodes a buffer-to-buffer copy (outside any compute pass). */
+  copy(src: BufferBinding, dst: BufferBinding, bytes: number): void {
+    this.endPass();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src.buffer, src.offset ?? 0, dst.buffer, dst.offset ?? 0, bytes);
+    this.batchKernels.push('copy');
+  }
+
+  /** Submits everything encoded so far. */
+  flush(): void {
+    this.throwErrors();
+    if (!this.encoder) return;
+    this.endPass();
+    const names = this.batchKernels;
+    this.batchKernels = [];
+    this.device.pushErrorScope('validation');
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.stats.submits++;
+    void this.device.popErrorScope().then((err) => {
+      if (!err) return;
+      const which = names.length === 1 ? `kernel ${names[0]}` : `a batch of ${names.length} dispatches (${summarize(names)})`;
+      this.errors.push(new GPUEngineError(`${which} failed validation: ${err.message}`));
+    });
+    for (const b of this.releasedThisBatch) this.pushFree(b);
+    this.releasedThisBatch = [];
+    for (const b of this.destroyAfterSubmit) b.destroy();
+    this.destroyAfterSubmit = [];
+  }
+
+  /** Submits pending work and waits for the GPU to finish it; throws any error the device reported. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    // let error-scope callbacks queued by the submit run before checking
+    await new Promise((r) => setTimeout(r, 0));
+    this.throwErrors();
+  }
+
+  throwErrors(): void {
+    if (this.errors.length) {
+      const errs = this.errors;
+      this.errors = [];
+      throw errs.length === 1 ? errs[0]! : new GPUEngineError(errs.map((e) => e.message).join('\n'));
+    }
+  }
+
+  destroy(): void {
+    try {
+      this.flush();
+    } catch {
+      // errors are irrelevant once the device goes
+    }
+    if (this.ownsDevice) this.device.destroy();
+  }
+}
+
+function summarize(names: string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return [...counts].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
+}
+
+let current: Runtime | null = null;
+
+/** Starts the engine: on a device it creates, or on one handed in by an embedding program. */
+export async function init(opts: RuntimeOptions = {}): Promise<Runtime> {
+  if (current) return current;
+  if (opts.device) {
+    current = new Runtime(opts.device, describeDevice(opts.device, opts.adapterInfo), false, opts);
+  } else {
+    const device = await requestDevice(opts);
+    current = new Runtime(device, describeDevice(device), true, opts);
+  }
+  return current;
+}
+
+export function runtime(): Runtime {
+  if (!current) throw new GPUEngineError('the engine is not started: await init() first');
+  return current;
+}
+
+export function isStarted(): boolean {
+  return current !== null;
+}
+
+/** Destroys the engine's own device (a device handed in is left alone). */
+export function dispose(): void {
+  if (current) current.destroy();
+  current = null;
+}
