@@ -69,6 +69,8 @@ export class Runtime {
   private pass: GPUComputePassEncoder | null = null;
   private batchKernels: string[] = [];
   private errors: Error[] = [];
+  /** Error-scope checks still in flight; sync() waits for them so errors surface at the sync that caused them. */
+  private pendingChecks = new Set<Promise<void>>();
   private lost = false;
 
   /** When set, every dispatch is appended here as well as encoded. */
@@ -198,12 +200,14 @@ export class Runtime {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [this.layoutFor(k)], label: k.name }),
       compute: { module, entryPoint: k.entryPoint },
     });
-    void this.device.popErrorScope().then(async (err) => {
-      if (!err) return;
-      const info = await module.getCompilationInfo();
-      const lines = info.messages.map((m) => `  ${m.type} at line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
-      this.errors.push(new GPUEngineError(`kernel ${k.name} failed to build: ${err.message}\n${lines}`));
-    });
+    this.track(
+      this.device.popErrorScope().then(async (err) => {
+        if (!err) return;
+        const info = await module.getCompilationInfo();
+        const lines = info.messages.map((m) => `  ${m.type} at line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+        this.errors.push(new GPUEngineError(`kernel ${k.name} failed to build: ${err.message}\n${lines}`));
+      }),
+    );
     this.pipelines.set(k, p);
     return p;
   }
@@ -318,11 +322,11 @@ export class Runtime {
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.stats.submits++;
-    void this.device.popErrorScope().then((err) => {
+    this.track(this.device.popErrorScope().then((err) => {
       if (!err) return;
       const which = names.length === 1 ? `kernel ${names[0]}` : `a batch of ${names.length} dispatches (${summarize(names)})`;
       this.errors.push(new GPUEngineError(`${which} failed validation: ${err.message}`));
-    });
+    }));
     for (const b of this.releasedThisBatch) this.pushFree(b);
     this.releasedThisBatch = [];
     for (const b of this.destroyAfterSubmit) b.destroy();
@@ -333,9 +337,13 @@ export class Runtime {
   async sync(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
-    // let error-scope callbacks queued by the submit run before checking
-    await new Promise((r) => setTimeout(r, 0));
+    while (this.pendingChecks.size) await Promise.all([...this.pendingChecks]);
     this.throwErrors();
+  }
+
+  private track(check: Promise<void>): void {
+    this.pendingChecks.add(check);
+    void check.finally(() => this.pendingChecks.delete(check));
   }
 
   throwErrors(): void {
