@@ -11,6 +11,14 @@ import { flatGrid } from '../kernels/common.ts';
 
 const TWO_POW_32 = 4294967296;
 
+/** Where a draw sits in the stream, as the uniform fields the Philox kernels read. */
+export interface PhiloxPosition {
+  key_lo: number;
+  key_hi: number;
+  base_lo: number;
+  base_hi: number;
+}
+
 function checkFinite(op: string, values: Record<string, number>): void {
   for (const [name, v] of Object.entries(values)) {
     if (!Number.isFinite(v)) throw new Error(`Generator.${op}: ${name} must be finite, got ${v}`);
@@ -69,25 +77,32 @@ export class Generator {
     return Math.ceil(numel(shape) / 4);
   }
 
-  private fill(dist: RngDistribution, t: Tensor, extra: Record<string, number>): Tensor {
-    const wantType = dist === 'bits' || dist === 'randint' ? 'u32' : 'f32';
-    if (t.dtype !== wantType) throw new Error(`Generator: a ${dist} draw fills a ${wantType} tensor, got ${t.dtype} [${t.shape}]`);
-    const blocks = Math.ceil(t.size / 4);
+  /**
+   * Reserves the Philox blocks of a draw of n elements for a kernel that draws inline with PHILOX_WGSL, and
+   * returns the uniform values naming that stretch of the stream (pass them to philox_block).
+   */
+  reserve(n: number): PhiloxPosition {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Generator.reserve: n must be a non-negative integer, got ${n}`);
+    const blocks = Math.ceil(n / 4);
     const base = this.counter;
     if (!Number.isSafeInteger(base) || base < 0 || !Number.isSafeInteger(base + blocks)) {
       throw new Error(`Generator: counter ${base} is not an integer in [0, 2^53) or would overflow`);
     }
-    const k = kernel(`rng_${dist}`, () => rngFillSource(dist));
-    const uniforms = {
-      n: t.size,
+    this.counter = base + blocks;
+    return {
       key_lo: this.seed % TWO_POW_32,
       key_hi: Math.floor(this.seed / TWO_POW_32),
       base_lo: base % TWO_POW_32,
       base_hi: Math.floor(base / TWO_POW_32),
-      ...extra,
     };
-    runtime().dispatch(k, { out: t }, uniforms, flatGrid(blocks));
-    this.counter = base + blocks;
+  }
+
+  private fill(dist: RngDistribution, t: Tensor, extra: Record<string, number>): Tensor {
+    const wantType = dist === 'bits' || dist === 'randint' ? 'u32' : 'f32';
+    if (t.dtype !== wantType) throw new Error(`Generator: a ${dist} draw fills a ${wantType} tensor, got ${t.dtype} [${t.shape}]`);
+    const k = kernel(`rng_${dist}`, () => rngFillSource(dist));
+    const position = this.reserve(t.size);
+    runtime().dispatch(k, { out: t }, { n: t.size, ...position, ...extra }, flatGrid(Math.ceil(t.size / 4)));
     return t;
   }
 }

@@ -410,6 +410,14 @@ t('determinism: same seed and counter give the same bits; anything else differs'
   assert.equal([...(await first.read()), ...(await second.read())], Array.from(whole));
   first.dispose();
   second.dispose();
+
+  // reserve hands an inline-drawing kernel the same position a fill would have used
+  const h = new Generator(2 ** 40 + 3);
+  h.counter = TWO32 + 7;
+  assert.equal(h.reserve(9), { key_lo: 3, key_hi: 256, base_lo: 7, base_hi: 1 });
+  assert.is(h.counter, TWO32 + 10);
+  assert.equal(h.reserve(0), { key_lo: 3, key_hi: 256, base_lo: 10, base_hi: 1 });
+  assert.is(h.counter, TWO32 + 10);
 });
 
 t('fills write only their view: one parameter of a flat group', async () => {
