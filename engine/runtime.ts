@@ -168,6 +168,7 @@ export class Runtime {
     let list = this.stagingFree.get(stagingSize);
     if (!list) this.stagingFree.set(stagingSize, (list = []));
     list.push(staging);
+    if (this.pendingChecks.size) await Promise.all([...this.pendingChecks]);
     this.throwErrors();
     return out;
   }
