@@ -273,7 +273,7 @@ t('gather backward sums repeated rows exactly and deterministically', async () =
     const gData = randn(batch * cols, r);
     const expected = new Float64Array(nRows * cols);
     idx.forEach((j, b) => {
-      for (let c = 0; c < cols; c++) expected[j * cols + c] += gData[b * cols + c]!;
+      for (let c = 0; c < cols; c++) expected[j * cols + c] = expected[j * cols + c]! + gData[b * cols + c]!;
     });
     const runs: Float32Array[] = [];
     for (let run = 0; run < 2; run++) {
