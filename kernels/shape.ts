@@ -41,14 +41,16 @@ ${flatEntry()}
 }
 
 /**
- * out[b, :] = x[indices[b], :], or zeros where the index is out of range. Indices are read as u32: a negative
- * i32 index becomes a value of at least 2^31, so the one check `j < nRows` covers both index dtypes.
- * With `lanes` 4 each invocation moves a vec4 (rows must be a multiple of 4 words long).
+ * out[b, :] = x[indices[b], :] for the indices in the window [lo, hi) of x's rows (x is bound from row lo), and
+ * zeros for indices outside [0, nRows) when lo is 0. One window (lo 0, hi nRows) covers a tensor that fits one
+ * binding; bigger tensors take one dispatch per window. Indices are read as u32: a negative i32 index becomes a
+ * value of at least 2^31, so the checks cover both index dtypes. With `lanes` 4 each invocation moves a vec4
+ * (rows must be a multiple of 4 words long).
  */
 export function gatherSource(lanes: 1 | 4): string {
   const word = lanes === 4 ? 'vec4<u32>' : 'u32';
   return /* wgsl */ `
-struct Params { batch: u32, cols: u32, nRows: u32 }
+struct Params { batch: u32, cols: u32, nRows: u32, lo: u32, hi: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<${word}>;
 @group(0) @binding(2) var<storage, read> indices: array<u32>;
@@ -58,9 +60,9 @@ ${flatEntry()}
   let b = i / p.cols;
   let c = i - b * p.cols;
   let j = indices[b];
-  if (j < p.nRows) {
-    out[i] = x[j * p.cols + c];
-  } else {
+  if (j >= p.lo && j < p.hi) {
+    out[i] = x[(j - p.lo) * p.cols + c];
+  } else if (j >= p.nRows && p.lo == 0u) {
     out[i] = ${word}(0u);
   }
 }`;

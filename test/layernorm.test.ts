@@ -120,7 +120,9 @@ t('eps and higher-rank inputs', async () => {
   // a constant row normalises to beta without NaN
   const c = tensor(new Float32Array(8).fill(7), [1, 8]);
   const beta = tensor([...Array(8).keys()], [8]);
-  assert.equal(Array.from(await layerNorm(c, null, beta).read()), [...Array(8).keys()]);
+  const yc = layerNorm(c, null, beta);
+  assert.equal(Array.from(await yc.read()), [...Array(8).keys()]);
+  yc.dispose();
   tidy(() => {
     assert.throws(() => layerNorm(x, tensor([1, 2], [2]), null), /layerNorm: gamma must be an f32 tensor of shape \[8\] for x \[2,3,8\], got f32 \[2\]/);
     assert.throws(() => layerNorm(empty([3, 0]), null, null), /layerNorm: the last axis of \[3,0\] is empty/);

@@ -4,11 +4,21 @@ import { gpu, poison, randn, rng, freshSeed, gradCheck } from './helpers.ts';
 import { empty, numel, tensor, tidy, type DType, type Tensor } from '../engine/tensor.ts';
 import { runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
-import { concat, gather, reshape, slice, transpose2d } from '../engine/ops/shape.ts';
+import { concat, gather, gatherTuning, reshape, slice, transpose2d } from '../engine/ops/shape.ts';
 import { logSoftmax } from '../engine/ops/reduce.ts';
 
 const t = suite('shape');
 t.before(gpu);
+
+// inputs a test makes along the way, disposed after it
+const scratch: Tensor[] = [];
+function temp(x: Tensor): Tensor {
+  scratch.push(x);
+  return x;
+}
+t.after.each(() => {
+  for (const x of scratch.splice(0)) x.dispose();
+});
 
 /** Fills the next pooled buffers of this size with junk, so an op's freshly allocated output starts poisoned. */
 function poisonNext(shape: number[], dtype: DType = 'f32', count = 3): void {
@@ -229,25 +239,47 @@ t('gather writes zeros for out-of-range indices and keeps trailing axes', async 
     const x = tensor(data, [nRows, cols]);
     const iIdx = [4, -1, 5, 0, -2147483648, 2147483647];
     poisonNext([6, cols]);
-    const yi = gather(x, tensor(iIdx, [6], 'i32'));
+    const yi = gather(x, temp(tensor(iIdx, [6], 'i32')));
     assert.equal(Array.from(await readAndFree(yi)), refGather(data, nRows, cols, iIdx), `i32 cols ${cols}`);
     const uIdx = [0xffffffff, 5, 1, 0x80000000];
     poisonNext([4, cols]);
-    const yu = gather(x, tensor(uIdx, [4], 'u32'));
+    const yu = gather(x, temp(tensor(uIdx, [4], 'u32')));
     assert.equal(Array.from(await readAndFree(yu)), refGather(data, nRows, cols, uIdx), `u32 cols ${cols}`);
     x.dispose();
   }
   const x3 = tensor([...Array(24).keys()], [3, 2, 4]);
-  const y3 = gather(x3, tensor([2, 0, 2, 1], [2, 2], 'u32'));
+  const y3 = gather(x3, temp(tensor([2, 0, 2, 1], [2, 2], 'u32')));
   assert.equal([...y3.shape], [2, 2, 2, 4]);
   assert.equal(Array.from(await readAndFree(y3)), refGather([...Array(24).keys()], 3, 8, [2, 0, 2, 1]));
   const labels = tensor([10, 20, 30], [3], 'i32');
-  const picked = gather(labels, tensor([2, 2, 0], [3], 'u32'));
+  const picked = gather(labels, temp(tensor([2, 2, 0], [3], 'u32')));
   assert.is(picked.dtype, 'i32');
   assert.equal(Array.from(await readAndFree(picked)), [30, 30, 10]);
-  assert.throws(() => gather(x3, tensor([0], [1])), /gather: indices must be u32 or i32, got f32/);
+  assert.throws(() => gather(x3, temp(tensor([0], [1]))), /gather: indices must be u32 or i32, got f32/);
   x3.dispose();
   labels.dispose();
+});
+
+t('gather from a tensor larger than one binding reads it in aligned windows', async () => {
+  const r = rng(freshSeed());
+  try {
+    for (const [nRows, cols, windowBytes] of [[1023, 3, 1000], [257, 8, 256], [255, 17, 5000], [100, 256, 1024]] as const) {
+      gatherTuning.maxWindowBytes = windowBytes;
+      const data = randn(nRows * cols, r);
+      const x = tensor(data, [nRows, cols]);
+      for (const dtype of ['u32', 'i32'] as const) {
+        const idx = Array.from({ length: 300 }, () => Math.floor(r() * (nRows + 10)) - (dtype === 'i32' ? 5 : 0));
+        idx[0] = nRows - 1;
+        idx[1] = 0;
+        poisonNext([300, cols]);
+        const y = gather(x, temp(tensor(idx, [300], dtype)));
+        assert.equal(Array.from(await readAndFree(y)), refGather(data, nRows, cols, idx), `windowed gather [${nRows}, ${cols}] window ${windowBytes} ${dtype}`);
+      }
+      x.dispose();
+    }
+  } finally {
+    gatherTuning.maxWindowBytes = null;
+  }
 });
 
 t('gather backward: finite differences with repeats and out-of-range indices, both scatter strategies', async () => {

@@ -128,9 +128,34 @@ export function slice(x: Tensor, start: number, end: number, axis = -1): Tensor 
   return out;
 }
 
+/** Largest binding gather uses for x; lowered by tests to exercise the windowed path on small tensors. */
+export const gatherTuning: { maxWindowBytes: number | null } = { maxWindowBytes: null };
+
+/**
+ * Rows of x per binding: all of them when x fits one storage binding, else windows whose byte offsets keep the
+ * device's storage offset alignment.
+ */
+function gatherWindowRows(cols: number): number {
+  const limits = runtime().device.limits;
+  const maxBytes = Math.min(gatherTuning.maxWindowBytes ?? Infinity, limits.maxStorageBufferBindingSize);
+  const rowBytes = cols * 4;
+  const align = limits.minStorageBufferOffsetAlignment;
+  const step = align / gcd(align, rowBytes);
+  const rows = Math.floor(Math.floor(maxBytes / rowBytes) / step) * step;
+  if (rows === 0) throw new Error(`gather: one row of ${rowBytes} bytes does not fit a storage binding of ${maxBytes} bytes`);
+  return rows;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
 /**
  * Rows of x picked by an index tensor: x [N, ...rest] and indices [...B] (u32 or i32) give
  * [...B, ...rest]. An index outside [0, N) (including a negative i32) yields a row of zeros and is never read.
+ * x may be larger than one storage binding (a whole dataset): it is then read in aligned windows, one dispatch
+ * per window.
  *
  * The gradient for x is a deterministic scatter-add (WGSL has no f32 atomics): when B <= N one invocation per
  * (distinct index, 32 columns) sums its rows in batch order, costing O(B^2 * D/32) index compares, plus a zero
@@ -151,15 +176,20 @@ export function gather(x: Tensor, indices: Tensor): Tensor {
   } else if (out.size > 0) {
     const lanes = cols % 4 === 0 ? 4 : 1;
     const words = cols / lanes;
-    runtime().dispatch(
-      kernel(`gather_v${lanes}`, () => gatherSource(lanes)),
-      { x, indices, out },
-      { batch, cols: words, nRows },
-      flatGrid(batch * words),
-    );
+    const k = kernel(`gather_v${lanes}`, () => gatherSource(lanes));
+    const rowsPerWindow = gatherWindowRows(cols);
+    const base = x.binding();
+    for (let lo = 0; lo < nRows; lo += rowsPerWindow) {
+      const hi = Math.min(nRows, lo + rowsPerWindow);
+      const rowsBinding = { buffer: base.buffer, offset: (base.offset ?? 0) + lo * cols * 4, size: (hi - lo) * cols * 4 };
+      runtime().dispatch(k, { x: rowsBinding, indices, out }, { batch, cols: words, nRows, lo, hi }, flatGrid(batch * words));
+    }
   }
   if (needsGrad(x)) {
     record('gather', [x], [out], ([g]) => {
+      if (x.size * 4 > runtime().device.limits.maxStorageBufferBindingSize) {
+        throw new Error(`gather: the gradient for x [${x.shape}] would exceed the largest storage binding`);
+      }
       const dx = empty(x.shape);
       if (dx.size === 0) return [dx];
       const blocks = Math.ceil(cols / SCATTER_BLOCK);
