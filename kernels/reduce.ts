@@ -61,8 +61,10 @@ const LOWEST = '-3.4028234663852886e38';
 export type RowReduceOp = 'sum' | 'max' | 'maxPairs' | 'logsumexp';
 
 /**
- * Reduces each row to one value. Rows are ragged at the end (row r covers [r*cols, min((r+1)*cols, n))) so the
- * same kernel serves per-row reductions (n = rows*cols) and chunked passes over a whole flat tensor.
+ * Reduces chunks of segments to one value each: the input is segments of segLen elements, each cut into
+ * chunksPerRow chunks of `chunk` elements (the last one ragged), and output r reduces chunk r % chunksPerRow of
+ * segment r / chunksPerRow. One chunk per segment is a plain per-row reduction; several make a pass of a
+ * multi-pass reduction over long rows or over a whole tensor.
  * - sum: out[r] = scale * sum
  * - max / maxPairs: out[r] = max and outIndex[r] = flat index of the first maximum (maxPairs reads the
  *   (value, index) pairs of an earlier pass instead of raw values)
@@ -70,11 +72,13 @@ export type RowReduceOp = 'sum' | 'max' | 'maxPairs' | 'logsumexp';
  */
 export function rowReduceSource(op: RowReduceOp, threads: number): string {
   const header = `
-struct Params { rows: u32, cols: u32, n: u32, scale: f32 }
+struct Params { rows: u32, chunksPerRow: u32, segLen: u32, chunk: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;`;
   const loop = (body: string) => `
-  let base = row * p.cols;
-  let len = min(p.cols, p.n - base);
+  let segment = row / p.chunksPerRow;
+  let start = (row - segment * p.chunksPerRow) * p.chunk;
+  let base = segment * p.segLen + start;
+  let len = min(p.chunk, p.segLen - start);
   for (var c = lid; c < len; c += ${threads}u) {
     ${body}
   }`;

@@ -124,6 +124,44 @@ t('reductions over every element of large tensors', async () => {
   }
 });
 
+t('long rows reduce over the last axis in chunked passes', async () => {
+  const r = rng(freshSeed());
+  for (const [rows, cols] of [[1, 100000], [3, 4097], [17, 5000], [2, 300001]] as const) {
+    const data = randn(rows * cols, r);
+    const x = tensor(data, [rows, cols]);
+    const sums = refRows(data, cols, refSum);
+    const abs = absRowSums(data, cols);
+    const maxes = refRows(data, cols, refMax);
+    for (const threads of ['auto' as const, 1, 64]) {
+      reduceTuning.rowThreads = threads;
+      const what = `[${rows}, ${cols}] threads ${threads}`;
+      poisonNext([rows]);
+      const s = await readAndFree(sum(x, { axis: -1 }));
+      sums.forEach((v, i) => allClose([s[i]!], [v], 0, abs[i]! * 1e-6, `sum ${what} row ${i}`));
+      poisonNext([rows]);
+      const m = await readAndFree(mean(x, { axis: -1 }));
+      sums.forEach((v, i) => allClose([m[i]!], [v / cols], 0, (abs[i]! / cols) * 1e-6, `mean ${what} row ${i}`));
+      poisonNext([rows]);
+      allClose(await readAndFree(max(x, { axis: -1 })), maxes, 0, 0, `max ${what}`);
+    }
+    x.dispose();
+  }
+});
+
+t('row counts beyond one grid dimension spill into y for both row strategies', async () => {
+  // 65535 workgroups per dimension: more rows than 65535 workgroups, or than 65535 x 64 invocations
+  for (const [rows, threads] of [[70000, 64], [4200000, 1]] as const) {
+    reduceTuning.rowThreads = threads;
+    const data = new Float32Array(rows * 2).map((_, i) => (i * 7919) % 13);
+    const x = tensor(data, [rows, 2]);
+    poisonNext([rows]);
+    const got = await readAndFree(sum(x, { axis: -1 }));
+    const ref = Array.from({ length: rows }, (_, r) => data[2 * r]! + data[2 * r + 1]!);
+    allClose(got, ref, 0, 0, `rows ${rows} threads ${threads}`);
+    x.dispose();
+  }
+});
+
 t('default axis, keepDim and higher ranks give the documented shapes', async () => {
   const r = rng(freshSeed());
   const data = randn(2 * 3 * 5, r);
@@ -183,6 +221,25 @@ t('max sends its gradient to the first of tied maxima', async () => {
     assert.equal(g, expected, `threads ${threads}`);
     x.grad!.dispose();
     x.dispose();
+  }
+  // long rows: ties in different chunks of a multi-pass row reduction
+  {
+    const longCols = 9000;
+    const d = new Float32Array(2 * longCols).fill(0);
+    for (const c of [8999, 5000, 4500]) d[c] = 2;
+    for (const c of [300, 299, 8000]) d[longCols + c] = 2;
+    for (const threads of [1, 64]) {
+      reduceTuning.rowThreads = threads;
+      const x = tensor(d, [2, longCols]);
+      x.requiresGrad = true;
+      tidy(() => backward(max(x, { axis: -1 }), tensor([1, 2], [2])));
+      const g = await x.grad!.read();
+      const nonzero = [...g.keys()].filter((i) => g[i] !== 0);
+      assert.equal(nonzero, [4500, longCols + 299], `long rows threads ${threads}`);
+      assert.equal([g[4500], g[longCols + 299]], [1, 2]);
+      x.grad!.dispose();
+      x.dispose();
+    }
   }
   // every element: ties across chunks of the multi-pass reduction
   const n = 100000;

@@ -1,10 +1,10 @@
 // Reductions with autograd: sum, mean and max over the last axis or over every element, and the stable
 // log-sum-exp family (logsumexp, softmax, logSoftmax) over the last axis.
 //
-// Strategy: a reduction over the last axis gives each row to one invocation (software adapters, short rows) or
-// to one workgroup with a tree merge (GPUs, long rows). A reduction over every element runs chunked passes:
-// each pass reduces contiguous chunks to one value per chunk, until one value is left, so no invocation loops
-// over more than a few thousand elements and the summation error grows like a tree's, not a running sum's.
+// Strategy: each row (the last axis, or every element as one row) goes to one invocation (software adapters,
+// short rows) or to one workgroup with a tree merge (GPUs, long rows). Sum, mean and max cut long rows into
+// chunks reduced in successive passes; logsumexp and the softmax family take one pass per row (their rows are
+// categories or action dimensions, rarely more than a few thousand long).
 import { kernel } from '../kernel.ts';
 import { runtime } from '../runtime.ts';
 import { empty, numel, reshapeStorage, type Tensor } from '../tensor.ts';
@@ -63,13 +63,62 @@ function checkF32(op: string, x: Tensor): void {
 
 // ---- dispatch helpers (no gradient recording) ----
 
-function rowReduce(op: RowReduceOp, x: Tensor, rows: number, cols: number, out: Tensor, scale = 1, outIndex?: Tensor, xIndex?: Tensor): void {
-  const threads = rowThreads(cols);
+/** One pass: out[r] reduces chunk r % chunksPerRow of segment r / chunksPerRow (see rowReduceSource). */
+function reducePass(op: RowReduceOp, x: Tensor, segments: number, segLen: number, chunk: number, out: Tensor, scale: number, outIndex?: Tensor, xIndex?: Tensor): void {
+  const chunksPerRow = Math.max(1, Math.ceil(segLen / Math.max(chunk, 1)));
+  const rows = segments * chunksPerRow;
+  const threads = rowThreads(chunk);
   const k = kernel(`rowReduce_${op}_t${threads}`, () => rowReduceSource(op, threads));
   const buffers: Record<string, Tensor> = { x, out };
   if (outIndex) buffers.outIndex = outIndex;
   if (xIndex) buffers.xIndex = xIndex;
-  runtime().dispatch(k, buffers, { rows, cols, n: x.size, scale }, rowGrid(rows, threads));
+  runtime().dispatch(k, buffers, { rows, chunksPerRow, segLen, chunk, scale }, rowGrid(rows, threads));
+}
+
+// Rows longer than `final` are cut into chunks reduced by a first pass, and so on until one pass handles the
+// whole row: no invocation loops over more than a few thousand elements, the work spreads over the device
+// even for one long row, and summation error grows like a tree's rather than a running sum's.
+function passPlan(): { chunk: number; final: number } {
+  const threads = rowThreads(Number.MAX_SAFE_INTEGER);
+  return threads === 1 ? { chunk: 256, final: 4096 } : { chunk: 16 * threads, final: 16 * threads };
+}
+
+/** Sum (times scale) of each of `segments` rows of segLen elements, into a [segments] tensor. */
+function sumRows(x: Tensor, segments: number, segLen: number, scale: number): Tensor {
+  const { chunk, final } = passPlan();
+  let cur = x;
+  let len = segLen;
+  for (;;) {
+    const single = len <= final;
+    const out = empty([segments * (single ? 1 : Math.ceil(len / chunk))]);
+    reducePass('sum', cur, segments, len, single ? len : chunk, out, single ? scale : 1);
+    if (cur !== x) cur.dispose();
+    if (single) return out;
+    cur = out;
+    len = Math.ceil(len / chunk);
+  }
+}
+
+/** Largest element of each row and the flat index of its first occurrence, as [segments] tensors. */
+function maxRows(x: Tensor, segments: number, segLen: number): { value: Tensor; index: Tensor } {
+  const { chunk, final } = passPlan();
+  let value = x;
+  let index: Tensor | null = null;
+  let len = segLen;
+  for (;;) {
+    const single = len <= final;
+    const rows = segments * (single ? 1 : Math.ceil(len / chunk));
+    const outValue = empty([rows]);
+    const outIndex = empty([rows], 'u32');
+    if (index) reducePass('maxPairs', value, segments, len, single ? len : chunk, outValue, 1, outIndex, index);
+    else reducePass('max', value, segments, len, single ? len : chunk, outValue, 1, outIndex);
+    if (value !== x) value.dispose();
+    index?.dispose();
+    value = outValue;
+    index = outIndex;
+    if (single) return { value, index };
+    len = Math.ceil(len / chunk);
+  }
 }
 
 function rowMap(op: RowMapOp, buffers: Record<string, Tensor>, rows: number, cols: number, out: Tensor): void {
@@ -85,50 +134,6 @@ function rowSpread(op: RowSpreadOp, shape: readonly number[], cols: number, buff
   return out;
 }
 
-// Chunk lengths for the passes over every element: one invocation per chunk on software adapters, one
-// workgroup per (longer) chunk on GPUs. A pass over at most FINAL values reduces them in one row.
-function allPassPlan(): { chunk: number; final: number } {
-  const threads = rowThreads(Number.MAX_SAFE_INTEGER);
-  return threads === 1 ? { chunk: 256, final: 4096 } : { chunk: 16 * threads, final: 16 * threads };
-}
-
-/** Sum (times scale) of every element, as a [1] tensor. */
-function sumAll(x: Tensor, scale: number): Tensor {
-  const { chunk, final } = allPassPlan();
-  let cur = x;
-  for (;;) {
-    const n = cur.size;
-    const single = n <= final;
-    const rows = single ? 1 : Math.ceil(n / chunk);
-    const out = empty([rows]);
-    rowReduce('sum', cur, rows, single ? n : chunk, out, single ? scale : 1);
-    if (cur !== x) cur.dispose();
-    cur = out;
-    if (single) return out;
-  }
-}
-
-/** Largest element and the flat index of its first occurrence, as [1] tensors. */
-function maxAll(x: Tensor): { value: Tensor; index: Tensor } {
-  const { chunk, final } = allPassPlan();
-  let value = x;
-  let index: Tensor | null = null;
-  for (;;) {
-    const n = value.size;
-    const single = n <= final;
-    const rows = single ? 1 : Math.ceil(n / chunk);
-    const outValue = empty([rows]);
-    const outIndex = empty([rows], 'u32');
-    if (index) rowReduce('maxPairs', value, rows, single ? n : chunk, outValue, 1, outIndex, index);
-    else rowReduce('max', value, rows, single ? n : chunk, outValue, 1, outIndex);
-    if (value !== x) value.dispose();
-    index?.dispose();
-    value = outValue;
-    index = outIndex;
-    if (single) return { value, index };
-  }
-}
-
 // ---- ops ----
 
 function sumLike(op: 'sum' | 'mean', x: Tensor, opts: ReduceOptions): Tensor {
@@ -138,15 +143,9 @@ function sumLike(op: 'sum' | 'mean', x: Tensor, opts: ReduceOptions): Tensor {
   const cols = axis === 'all' ? x.size : lastDim(x);
   const rows = axis === 'all' ? 1 : numel(x.shape.slice(0, -1));
   const scale = op === 'mean' ? 1 / cols : 1;
-  let out: Tensor;
-  if (axis === 'all') {
-    const flat = sumAll(x, scale);
-    out = reshapeStorage(flat, shape);
-    flat.dispose();
-  } else {
-    out = empty(shape);
-    rowReduce('sum', x, rows, cols, out, scale);
-  }
+  const flat = sumRows(x, rows, cols, scale);
+  const out = reshapeStorage(flat, shape);
+  flat.dispose();
   if (needsGrad(x)) {
     record(op, [x], [out], ([g]) => [rowSpread('sumBackward', x.shape, Math.max(cols, 1), { g: g! }, scale)]);
   }
@@ -176,19 +175,10 @@ export function max(x: Tensor, opts: ReduceOptions = {}): Tensor {
   if (x.size === 0) throw new Error(`max: [${x.shape}] has no elements`);
   const shape = reducedShape(x, axis, opts.keepDim ?? false);
   const cols = axis === 'all' ? x.size : lastDim(x);
-  let out: Tensor;
-  let argmax: Tensor;
-  if (axis === 'all') {
-    const r = maxAll(x);
-    out = reshapeStorage(r.value, shape);
-    r.value.dispose();
-    argmax = r.index;
-  } else {
-    const rows = x.size / cols;
-    out = empty(shape);
-    argmax = empty([rows], 'u32');
-    rowReduce('max', x, rows, cols, out, 1, argmax);
-  }
+  const rows = axis === 'all' ? 1 : numel(x.shape.slice(0, -1));
+  const { value, index: argmax } = maxRows(x, rows, cols);
+  const out = reshapeStorage(value, shape);
+  value.dispose();
   if (needsGrad(x)) {
     record('max', [x], [out], ([g]) => [rowSpread('maxBackward', x.shape, cols, { g: g!, argmax })]);
   } else {
@@ -211,7 +201,7 @@ function rowsOf(op: string, x: Tensor): { rows: number; cols: number } {
 export function logsumexp(x: Tensor): Tensor {
   const { rows, cols } = rowsOf('logsumexp', x);
   const out = empty(reducedShape(x, -1, false));
-  rowReduce('logsumexp', x, rows, cols, out);
+  reducePass('logsumexp', x, rows, cols, cols, out, 1);
   if (needsGrad(x)) {
     record('logsumexp', [x], [out], ([g]) => [rowSpread('logsumexpBackward', x.shape, cols, { g: g!, x, lse: out })]);
   }
