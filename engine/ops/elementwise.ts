@@ -26,6 +26,12 @@ interface Arg {
   value: Operand;
 }
 
+/**
+ * Largest workgroup count per grid dimension before a launch spills into y (WebGPU's guaranteed minimum).
+ * Tests lower it to cover the spilled layout with small tensors.
+ */
+export const launchLimits = { maxWorkgroupsPerDim: 65535 };
+
 /** Reduction steps one invocation sums before the partial sums are added in a further pass. */
 const REDUCE_CHUNK = 256;
 
@@ -71,7 +77,7 @@ interface Layout {
  * Drops extent-1 axes and merges neighbours that every operand walks contiguously (and, for a reduction, that
  * are both kept or both reduced), then pads at the front to EW_RANK axes.
  */
-function mergeAxes(op: string, dims: readonly number[], strides: number[][], reduced: readonly boolean[]): Layout {
+function mergeAxes(dims: readonly number[], strides: number[][], reduced: readonly boolean[]): Layout {
   const out: Layout = { dims: [], strides: strides.map(() => []), reduced: [] };
   for (let d = 0; d < dims.length; d++) {
     const n = dims[d]!;
@@ -86,10 +92,11 @@ function mergeAxes(op: string, dims: readonly number[], strides: number[][], red
       out.reduced.push(reduced[d]!);
     }
   }
-  if (out.dims.length > EW_RANK) {
-    throw new Error(`${op}: shape ${fmt(dims)} with these broadcasts needs ${out.dims.length} index axes; at most ${EW_RANK} are supported`);
-  }
   return out;
+}
+
+function tooManyAxes(op: string, shape: readonly number[], layout: Layout): Error {
+  return new Error(`${op}: shape ${fmt(shape)} with these broadcasts needs ${layout.dims.length} index axes; at most ${EW_RANK} are supported`);
 }
 
 function padFront<T>(xs: T[], fillValue: T): T[] {
@@ -127,11 +134,11 @@ function runMap(name: string, expr: string, args: Arg[], shape: readonly number[
   const out = empty(resultShape);
   const n = out.size;
   const layout = mergeAxes(
-    name,
     shape,
     tensors.map((t) => broadcastStrides((t.value as Tensor).shape, shape.length)),
     shape.map(() => false),
   );
+  if (layout.dims.length > EW_RANK) throw tooManyAxes(name, shape, layout);
   const variant: MapVariant = layout.dims.length <= 1 ? 'flat' : 'nd';
   const uniforms: Record<string, number> = { n };
   const buffers: Record<string, Tensor> = { out };
@@ -147,7 +154,7 @@ function runMap(name: string, expr: string, args: Arg[], shape: readonly number[
   });
   for (const a of args) if (!(a.value instanceof Tensor)) uniforms[`${a.name}_v`] = a.value;
   const k = kernel(kernelKey('map', name, expr, specs, variant), () => mapSource(expr, specs, variant));
-  runtime().dispatch(k, buffers, uniforms, flatGrid(Math.ceil(n / MAP_PER_THREAD), MAP_WG));
+  runtime().dispatch(k, buffers, uniforms, flatGrid(Math.ceil(n / MAP_PER_THREAD), MAP_WG, launchLimits.maxWorkgroupsPerDim));
   return out;
 }
 
@@ -158,15 +165,11 @@ function runReduce(name: string, expr: string, args: Arg[], shape: readonly numb
   const targetStrides = broadcastStrides(target, rank);
   const aligned = shape.map((_, d) => target[d - (rank - target.length)] ?? 1);
   const reduced = shape.map((n, d) => aligned[d] === 1 && n !== 1);
-  const layout = mergeAxes(
-    name,
-    shape,
-    [...tensors.map((t) => broadcastStrides((t.value as Tensor).shape, rank)), targetStrides],
-    reduced,
-  );
+  const layout = mergeAxes(shape, [...tensors.map((t) => broadcastStrides((t.value as Tensor).shape, rank)), targetStrides], reduced);
   const kept = numel(target);
   const total = numel(shape);
   if (kept === 0) return empty(target);
+  if (layout.dims.length > EW_RANK) return reduceInStages(name, expr, args, shape, target, reduced);
   const steps = total / kept;
   const chunk = steps <= REDUCE_CHUNK ? Math.max(steps, 1) : REDUCE_CHUNK;
   const parts = Math.max(1, Math.ceil(steps / chunk));
@@ -185,13 +188,31 @@ function runReduce(name: string, expr: string, args: Arg[], shape: readonly numb
   });
   for (const a of args) if (!(a.value instanceof Tensor)) uniforms[`${a.name}_v`] = a.value;
   const k = kernel(kernelKey('reduce', name, expr, specs, ''), () => reduceSource(expr, specs));
-  runtime().dispatch(k, buffers, uniforms, flatGrid(parts * kept, REDUCE_WG));
+  runtime().dispatch(k, buffers, uniforms, flatGrid(parts * kept, REDUCE_WG, launchLimits.maxWorkgroupsPerDim));
   if (parts === 1) return out;
   const partial = reshapeStorage(out, [parts, ...target]);
   out.dispose();
   const sum = runReduce('sum', 'a', [{ name: 'a', value: partial }], partial.shape, target);
   partial.dispose();
   return sum;
+}
+
+/**
+ * A reduction whose kept and reduced axes alternate too often for one pass: the first reduced axis is summed
+ * alone (over the expression's values, materialised unless they already are one contiguous tensor), then the
+ * rest, each pass needing fewer index axes.
+ */
+function reduceInStages(name: string, expr: string, args: Arg[], shape: readonly number[], target: readonly number[], reduced: boolean[]): Tensor {
+  const lone = args.length === 1 ? args[0]!.value : null;
+  const contiguous = lone instanceof Tensor && expr === args[0]!.name && lone.size === numel(shape);
+  const values = contiguous ? lone : runMap(name, expr, args, shape);
+  const axis = reduced.indexOf(true);
+  const mid = shape.map((n, d) => (d === axis ? 1 : n));
+  const stage = runReduce('sum', 'a', [{ name: 'a', value: values }], shape, mid);
+  if (values !== lone) values.dispose();
+  const result = runReduce('sum', 'a', [{ name: 'a', value: stage }], mid, target);
+  stage.dispose();
+  return result;
 }
 
 function checkReducible(op: string, shape: readonly number[], target: readonly number[]): void {
