@@ -63,10 +63,22 @@ export function tapeLength(): number {
   return tape.length;
 }
 
-function addGrad(grads: Map<Tensor, Tensor>, t: Tensor, g: Tensor): void {
-  const prev = grads.get(t);
-  if (prev) axpy_(prev, g);
-  else grads.set(t, g);
+/**
+ * Sums gradients copy-on-write: a backward may hand the same tensor to several inputs (add passes its output
+ * gradient straight through), so a stored gradient is cloned before the first in-place accumulation into it.
+ */
+function addGrad(grads: Map<Tensor, Tensor>, owned: Set<Tensor>, t: Tensor, g: Tensor): void {
+  let prev = grads.get(t);
+  if (!prev) {
+    grads.set(t, g);
+    return;
+  }
+  if (!owned.has(prev)) {
+    prev = clone(prev);
+    owned.add(prev);
+    grads.set(t, prev);
+  }
+  axpy_(prev, g);
 }
 
 /**
@@ -75,7 +87,8 @@ function addGrad(grads: Map<Tensor, Tensor>, t: Tensor, g: Tensor): void {
  */
 function runBackward(outputs: Tensor[], gradOutputs: Tensor[]): Map<Tensor, Tensor> {
   const grads = new Map<Tensor, Tensor>();
-  outputs.forEach((o, i) => addGrad(grads, o, gradOutputs[i]!));
+  const owned = new Set<Tensor>();
+  outputs.forEach((o, i) => addGrad(grads, owned, o, gradOutputs[i]!));
   const prev = gradEnabled;
   gradEnabled = false;
   try {
@@ -93,7 +106,7 @@ function runBackward(outputs: Tensor[], gradOutputs: Tensor[]): Map<Tensor, Tens
         const g = gins[i];
         if (!g || !inp.requiresGrad) return;
         if (g.size !== inp.size) throw new Error(`backward of ${node.name}: gradient for input ${i} has shape [${g.shape}], input has [${inp.shape}]`);
-        addGrad(grads, inp, g);
+        addGrad(grads, owned, inp, g);
       });
     }
   } finally {
