@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu, poison, randn, randu, rng, freshSeed, allClose, gradCheck } from './helpers.ts';
-import { empty, tensor, tidy, type Tensor } from '../engine/tensor.ts';
+import { empty, tensor, tidy, viewOf, type Tensor } from '../engine/tensor.ts';
 import { runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
 import * as E from '../engine/ops/elementwise.ts';
@@ -327,6 +327,8 @@ t('sumToShape sums over broadcast axes, in one or several passes', async () => {
     }).read();
     allClose(got, ref, 1e-5, sumTolerance(g, shape, target), `sumToShape ${JSON.stringify(shape)} -> ${JSON.stringify(target)}`);
   }
+  const lifted = await tidy(() => E.sumToShape(tensor(Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]), [1, 1, 3])).read();
+  allClose(lifted, [5, 7, 9], 0, 0, 'sumToShape to a target with extra leading axes');
   // nothing to sum: same storage, new shape
   const g = tensor(randn(20, r), [1, 4, 5]);
   const same = E.sumToShape(g, [4, 5]);
@@ -336,6 +338,21 @@ t('sumToShape sums over broadcast axes, in one or several passes', async () => {
   same.dispose();
   g.dispose();
   assert.throws(() => tidy(() => E.sumToShape(tensor(randn(12, r), [3, 4]), [3])), /\[3\] is not broadcastable to \[3, 4\]/);
+});
+
+t('operands and outputs may be views at an offset into a larger buffer', async () => {
+  const r = rng(freshSeed());
+  const host = randn(256, r);
+  const whole = tensor(host);
+  const view = viewOf(whole.storage.buffer, 256, [3, 40]);
+  const row = viewOf(whole.storage.buffer, 768, [1, 40]);
+  const got = await tidy(() => E.mul(E.add(view, row), 2)).read();
+  allClose(got, refMap([[3, 40], [1, 40]], [host.slice(64, 184), host.slice(192, 232)], (u, v) => 2 * (u + v)), 1e-6, 1e-6, 'views');
+  const sums = await tidy(() => E.sumToShape(view, [40])).read();
+  allClose(sums, refSumTo(host.slice(64, 184), [3, 40], [40]), 1e-6, 1e-6, 'sum of a view');
+  view.dispose();
+  row.dispose();
+  whole.dispose();
 });
 
 t('launches that spill into a second grid dimension cover every element', async () => {
@@ -463,6 +480,27 @@ t('clamp and where gradients match finite differences', async () => {
     what: 'where with a number',
   });
   cond.dispose();
+});
+
+t('minimum and maximum send the gradient at a tie to the first operand', async () => {
+  const a = Float32Array.from([1, 2, 3, 4]);
+  const b = Float32Array.from([1, 5, 3, 0]);
+  for (const [name, op, aWins] of [
+    ['minimum', E.minimum, (u: number, v: number) => u <= v],
+    ['maximum', E.maximum, (u: number, v: number) => u >= v],
+  ] as const) {
+    const ta = tensor(a);
+    const tb = tensor(b);
+    ta.requiresGrad = tb.requiresGrad = true;
+    tidy(() => backward(op(ta, tb), tensor([10, 20, 30, 40])));
+    const g = [10, 20, 30, 40];
+    assert.equal(Array.from(await ta.grad!.read()), g.map((x, i) => (aWins(a[i]!, b[i]!) ? x : 0)), `${name} d/da`);
+    assert.equal(Array.from(await tb.grad!.read()), g.map((x, i) => (aWins(a[i]!, b[i]!) ? 0 : x)), `${name} d/db`);
+    for (const x of [ta, tb]) {
+      x.grad!.dispose();
+      x.dispose();
+    }
+  }
 });
 
 t('a chain of ops accumulates gradients into shared inputs', async () => {

@@ -226,22 +226,30 @@ function checkReducible(op: string, shape: readonly number[], target: readonly n
 }
 
 /**
- * expr evaluated over `shape` and summed down to `target`. When nothing is summed and expr is a lone tensor
- * operand, that tensor's storage is returned under the target shape without a copy.
+ * expr evaluated over `shape` and summed down to `target` (which may also add leading axes of extent 1).
+ * When nothing is summed and expr is a lone tensor operand, that tensor's storage is returned under the
+ * target shape without a copy.
  */
 function mapToShape(name: string, expr: string, args: Arg[], shape: readonly number[], target: readonly number[]): Tensor {
-  checkReducible(name, shape, target);
-  if (numel(target) === numel(shape)) {
-    const lone = args.length === 1 ? args[0]! : null;
-    if (lone && lone.value instanceof Tensor && expr === lone.name) return reshapeStorage(lone.value, target);
-    return runMap(name, expr, args, shape, target);
+  const lead = target.length - shape.length;
+  if (lead > 0 && target.slice(0, lead).every((n) => n === 1)) {
+    const inner = mapToShape(name, expr, args, shape, target.slice(lead));
+    const shaped = reshapeStorage(inner, target);
+    inner.dispose();
+    return shaped;
   }
-  return runReduce(name, expr, args, shape, target);
+  checkReducible(name, shape, target);
+  const only = args.length === 1 ? args[0]! : null;
+  const lone = only && only.value instanceof Tensor && expr === only.name ? only.value : null;
+  if (numel(target) === numel(shape)) return lone ? reshapeStorage(lone, target) : runMap(name, expr, args, shape, target);
+  // every plain sum shares one program, whatever the operand is called
+  return lone ? runReduce('sum', 'a', [{ name: 'a', value: lone }], shape, target) : runReduce(name, expr, args, shape, target);
 }
 
 /**
- * Sums a gradient over the axes along which an input of `shape` was broadcast, giving a tensor of `shape`.
- * When no axis is summed the result shares g's storage (no copy).
+ * Sums a gradient over the axes along which an input of `shape` was broadcast, giving a tensor of `shape`
+ * (`shape` broadcasts to g's shape, or is it with leading axes of extent 1). When no axis is summed the result
+ * shares g's storage (no copy).
  */
 export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
   return mapToShape('sum', 'a', [{ name: 'a', value: g }], g.shape, shape);
