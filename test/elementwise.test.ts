@@ -137,6 +137,7 @@ t('broadcastShapes follows NumPy and names bad shapes', () => {
   assert.equal(E.broadcastShapes([0, 1], [1, 4]), [0, 4]);
   assert.throws(() => E.broadcastShapes([2, 3], [4]), /\[2, 3\] and \[4\]/);
   assert.throws(() => tidy(() => E.add(tensor([1, 2, 3, 4, 5, 6], [2, 3]), tensor([1, 2], [2]))), /add: .*\[2, 3\].*\[2\]/);
+  assert.equal(tidy(() => E.add(tensor([], [0, 3]), tensor([1, 2, 3], [3])).shape), [0, 3]);
   // five axes that alternate between broadcast and not cannot be merged into four
   assert.throws(() => tidy(() => E.add(tensor(new Float32Array(8), [2, 1, 2, 1, 2]), tensor(new Float32Array(4), [2, 1, 2, 1]))), /add: .*at most 4/);
 });
@@ -248,7 +249,7 @@ t('activations stay finite for large inputs; activation() dispatches by name', a
   const tx = tensor(x);
   assert.is(E.activation(tx, 'identity'), tx);
   tx.dispose();
-  assert.throws(() => E.activation(tensor([1]), 'gelu' as E.ActivationName), /unknown activation 'gelu'/);
+  assert.throws(() => tidy(() => E.activation(tensor([1]), 'gelu' as E.ActivationName)), /unknown activation 'gelu'/);
 });
 
 t('pow keeps the sign of a negative base under odd exponents', async () => {

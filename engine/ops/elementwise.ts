@@ -75,7 +75,7 @@ interface Layout {
 
 /**
  * Drops extent-1 axes and merges neighbours that every operand walks contiguously (and, for a reduction, that
- * are both kept or both reduced), then pads at the front to EW_RANK axes.
+ * are both kept or both reduced). Fewer axes mean cheaper index arithmetic and shapes of any rank.
  */
 function mergeAxes(dims: readonly number[], strides: number[][], reduced: readonly boolean[]): Layout {
   const out: Layout = { dims: [], strides: strides.map(() => []), reduced: [] };
