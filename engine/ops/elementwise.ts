@@ -5,7 +5,6 @@
 import { kernel } from '../kernel.ts';
 import { runtime } from '../runtime.ts';
 import { empty, numel, reshapeStorage, Tensor } from '../tensor.ts';
-import { clone } from '../basic.ts';
 import { needsGrad, record } from '../autograd.ts';
 import { flatGrid, actDerivative, actForward, ACTIVATIONS, type Activation } from '../../kernels/common.ts';
 import {
@@ -283,20 +282,16 @@ function apply(def: OpDef, values: readonly Operand[]): Tensor {
   const out = runMap(def.name, def.forward, args, shape);
   const grads = def.grads;
   if (grads && needsGrad(...inputs)) {
-    record(def.name, inputs, [out], ([g]) => {
-      const seen = new Set<object>();
-      return tensorArgs.map((a) => {
+    record(def.name, inputs, [out], ([g]) =>
+      tensorArgs.map((a) => {
         const t = a.value as Tensor;
         const expr = grads[def.operands.indexOf(a.name)];
         if (!expr || !t.requiresGrad || !g) return null;
+        // only the operands the gradient expression reads are bound
         const gargs = [{ name: 'g', value: g }, ...args].filter((x) => uses(expr, x.name));
-        let gt = mapToShape(`${def.name}_d${a.name}`, expr, gargs, shape, t.shape);
-        // the same storage handed to two inputs would later be accumulated into itself
-        if (seen.has(gt.storage)) gt = clone(gt);
-        seen.add(gt.storage);
-        return gt;
-      });
-    });
+        return mapToShape(`${def.name}_d${a.name}`, expr, gargs, shape, t.shape);
+      }),
+    );
   }
   return out;
 }
