@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { init, isStarted, runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
 import { fill_ } from '../engine/basic.ts';
-import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
+import { empty, tensor, tidy, type DType, type Tensor } from '../engine/tensor.ts';
 
 export async function gpu(): Promise<void> {
   if (!isStarted()) await init();
@@ -15,6 +15,17 @@ export function poison(t: Tensor): Tensor {
   if (t.dtype === 'f32') fill_(t, Number.NaN);
   else fill_(t, 0xdeadbeef);
   return t;
+}
+
+/**
+ * Fills the next pooled buffers of this size with junk (NaN for f32), so an op's freshly allocated output
+ * starts poisoned and an element it fails to write shows up.
+ */
+export function poisonNext(shape: number | readonly number[], dtype: DType = 'f32', count = 3): void {
+  const sh = typeof shape === 'number' ? [shape] : shape;
+  const ts = Array.from({ length: count }, () => poison(empty(sh, dtype)));
+  for (const x of ts) x.dispose();
+  runtime().flush();
 }
 
 /** Deterministic generator (mulberry32) so a failing case can be rerun; seeds differ per call site. */

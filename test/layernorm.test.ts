@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gpu, poison, randn, rng, freshSeed, allClose, gradCheck } from './helpers.ts';
+import { gpu, poison, randn, rng, freshSeed, allClose, gradCheck, poisonNext } from './helpers.ts';
 import { empty, tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
@@ -13,12 +13,6 @@ t.after.each(() => {
   reduceTuning.rowThreads = 'auto';
 });
 
-/** Fills the next pooled buffers of this size with NaN, so an op's freshly allocated output starts poisoned. */
-function poisonNext(shape: number[], count = 3): void {
-  const ts = Array.from({ length: count }, () => poison(empty(shape)));
-  for (const x of ts) x.dispose();
-  runtime().flush();
-}
 
 /** float64 layer norm over rows of length cols. */
 function refLayerNorm(x: ArrayLike<number>, cols: number, gamma: ArrayLike<number> | null, beta: ArrayLike<number> | null, eps = 1e-5): number[] {

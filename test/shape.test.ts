@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gpu, poison, randn, rng, freshSeed, gradCheck } from './helpers.ts';
+import { gpu, poison, randn, rng, freshSeed, gradCheck, poisonNext } from './helpers.ts';
 import { empty, numel, tensor, tidy, type DType, type Tensor } from '../engine/tensor.ts';
 import { runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
@@ -20,12 +20,6 @@ t.after.each(() => {
   for (const x of scratch.splice(0)) x.dispose();
 });
 
-/** Fills the next pooled buffers of this size with junk, so an op's freshly allocated output starts poisoned. */
-function poisonNext(shape: number[], dtype: DType = 'f32', count = 3): void {
-  const ts = Array.from({ length: count }, () => poison(empty(shape, dtype)));
-  for (const x of ts) x.dispose();
-  runtime().flush();
-}
 
 async function readAndFree(y: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
   const v = await y.read();
