@@ -1,0 +1,428 @@
+// Matrix products C = op(A) op(B) in two families, with a fused epilogue (bias, activation, saved
+// pre-activation) and an optional fused prologue on A (A = dY * act'(Z), the gradient through an activation).
+//
+// 'register' (software adapters): no workgroup memory and no barriers. Every lane owns four adjacent output
+// columns; lanes that share a subgroup load disjoint parts of the A block and pass values to each other with
+// subgroupBroadcast, so every element of A and B is read once per subgroup tile. Software rasterisers turn
+// each per-lane storage read into a scalar loop with a bounds check, so fewer reads beat everything else there.
+// Without subgroups, each invocation reads its own rows.
+//
+// 'tiled' (GPUs): 32x32 output tiles in workgroup memory, 8x8 invocations with 4x4 outputs each, K in
+// slices of 32, vec4 reads where the contiguous axis allows.
+//
+// Shapes travel in the uniform (M, N, K); the layout of each operand (transposed, vec4-readable) is baked in.
+import { ACTIVATION_HELPERS, actForward, type Activation } from './common.ts';
+
+export interface MatmulSpec {
+  transA: boolean;
+  transB: boolean;
+  /** A's contiguous axis (K, or M when transposed) is a multiple of 4: A is read as vec4. */
+  vecA: boolean;
+  /** B's contiguous axis (N, or K when transposed) is a multiple of 4. */
+  vecB: boolean;
+  /** N is a multiple of 4: C, bias and the pre-activation are read and written as vec4. */
+  vecC: boolean;
+  bias: boolean;
+  act: Activation;
+  /** Also write act's input (for a backward that needs it). */
+  writePre: boolean;
+  /**
+   * A is the gradient dY of an activation's output; the product uses dY * act'(.) with act' taken from `az`
+   * (the saved pre-activation for 'pre', the activation's output for 'out'), laid out like A.
+   */
+  gradAct: Activation | null;
+  gradFrom: 'pre' | 'out';
+}
+
+/** Launch geometry of one generated program: output rows and columns covered by one workgroup. */
+export interface MatmulTile {
+  rows: number;
+  cols: number;
+}
+
+export interface RegisterConfig {
+  /** Subgroup size to share loads across (a power of two >= 4), or null to read per invocation. */
+  subgroup: number | null;
+}
+
+export function specKey(s: MatmulSpec): string {
+  return [
+    s.transA ? 'tA' : 'nA',
+    s.transB ? 'tB' : 'nB',
+    s.vecA ? 'vA' : 'sA',
+    s.vecB ? 'vB' : 'sB',
+    s.vecC ? 'vC' : 'sC',
+    s.bias ? 'bias' : 'nobias',
+    s.act,
+    s.writePre ? 'pre' : 'nopre',
+    s.gradAct ? `g${s.gradAct}-${s.gradFrom}` : 'plain',
+  ].join('_');
+}
+
+/** Rows of output per lane group in the register family without sharing, and invocations per workgroup. */
+const SOLO_ROWS = 8;
+const SOLO_WG: [number, number] = [8, 8];
+/** Target rows per subgroup tile when loads are shared: large enough to amortise B, small enough to fit. */
+const SHARED_ROWS = 24;
+
+export function registerTile(cfg: RegisterConfig): MatmulTile {
+  if (cfg.subgroup) {
+    const s = cfg.subgroup;
+    return { rows: s * Math.max(1, Math.round(SHARED_ROWS / s)), cols: 4 * s };
+  }
+  return { rows: SOLO_ROWS * SOLO_WG[1], cols: 4 * SOLO_WG[0] };
+}
+
+export const TILED_TILE: MatmulTile = { rows: 32, cols: 32 };
+
+// ---- shared WGSL pieces ----
+
+/** act'(y) written in terms of the activation's output, for the activations where that is exact. */
+export function actDerivativeFromOutput(act: Activation, y: string): string {
+  switch (act) {
+    case 'identity':
+      return '1.0';
+    case 'relu':
+      return `select(0.0, 1.0, (${y}) > 0.0)`;
+    case 'sigmoid':
+      return `((${y}) * (1.0 - (${y})))`;
+    case 'tanh':
+      return `(1.0 - (${y}) * (${y}))`;
+    default:
+      throw new Error(`act'(y) is not a function of the output for ${act}`);
+  }
+}
+
+/** Whether a backward through act needs the pre-activation (otherwise the output or nothing suffices). */
+export function needsPreActivation(act: Activation): boolean {
+  return act === 'silu' || act === 'mish';
+}
+
+function derivExpr(act: Activation, from: 'pre' | 'out', v: string): string {
+  if (from === 'out') return actDerivativeFromOutput(act, v);
+  switch (act) {
+    case 'identity':
+      return '1.0';
+    case 'relu':
+      return `select(0.0, 1.0, (${v}) > 0.0)`;
+    case 'sigmoid':
+      return `wd_dsigmoid(${v})`;
+    case 'tanh':
+      return `wd_dtanh(${v})`;
+    case 'silu':
+      return `wd_dsilu(${v})`;
+    case 'mish':
+      return `wd_dmish(${v})`;
+  }
+}
+
+function vec4Map(v: string, f: (c: string) => string): string {
+  return `vec4<f32>(${['x', 'y', 'z', 'w'].map((c) => f(`${v}.${c}`)).join(', ')})`;
+}
+
+function actVec4(act: Activation, v: string): string {
+  if (act === 'identity') return v;
+  if (act === 'relu') return `max(${v}, vec4<f32>(0.0))`;
+  return vec4Map(v, (c) => actForward(act, c));
+}
+
+/** Declarations, scalar/vec4 accessors for A and B and the epilogue writer, common to both families. */
+function preamble(s: MatmulSpec, extraEnable: string): string {
+  const L: string[] = [];
+  if (extraEnable) L.push(extraEnable);
+  L.push('struct Params { M: u32, N: u32, K: u32 }');
+  let n = 0;
+  const decl = (name: string, vec: boolean, rw = false) =>
+    L.push(`@group(0) @binding(${n++}) var<${rw ? 'storage, read_write' : 'storage, read'}> ${name}: array<${vec ? 'vec4<f32>' : 'f32'}>;`);
+  L.push(`@group(0) @binding(${n++}) var<uniform> p: Params;`);
+  decl('a', s.vecA);
+  if (s.gradAct) decl('az', s.vecA);
+  decl('b', s.vecB);
+  if (s.bias) decl('bias', s.vecC);
+  decl('out', s.vecC, true);
+  if (s.writePre) decl('pre', s.vecC, true);
+  const needsHelpers = s.act !== 'identity' && s.act !== 'relu';
+  const gradHelpers = s.gradAct !== null && s.gradFrom === 'pre' && s.gradAct !== 'identity' && s.gradAct !== 'relu';
+  if (needsHelpers || gradHelpers) L.push(ACTIVATION_HELPERS);
+
+  // A element i of the flat storage, and the vec4 starting at element 4*i4 (only when vecA).
+  const scalarA = s.vecA ? (i: string, arr: string) => `${arr}[(${i}) >> 2u][(${i}) & 3u]` : (i: string, arr: string) => `${arr}[${i}]`;
+  if (s.gradAct) {
+    const g = s.gradAct;
+    L.push(`fn ldA(i: u32) -> f32 {
+  let z = ${scalarA('i', 'az')};
+  return ${scalarA('i', 'a')} * ${derivExpr(g, s.gradFrom, 'z')};
+}`);
+    if (s.vecA) {
+      L.push(`fn ldA4(i4: u32) -> vec4<f32> {
+  let z = az[i4];
+  return a[i4] * ${g === 'identity' ? 'vec4<f32>(1.0)' : vec4Map('z', (c) => derivExpr(g, s.gradFrom, c))};
+}`);
+    }
+  } else {
+    L.push(`fn ldA(i: u32) -> f32 { return ${scalarA('i', 'a')}; }`);
+    if (s.vecA) L.push('fn ldA4(i4: u32) -> vec4<f32> { return a[i4]; }');
+  }
+  L.push(`fn ldB(i: u32) -> f32 { return ${s.vecB ? 'b[i >> 2u][i & 3u]' : 'b[i]'}; }`);
+
+  // Writes the four columns col..col+3 of one row (the ones inside N).
+  const W: string[] = [];
+  W.push('fn emit(row: u32, col: u32, acc: vec4<f32>) {');
+  W.push('  let N = p.N;');
+  W.push('  if (row >= p.M || col >= N) { return; }');
+  if (s.bias) {
+    if (s.vecC) W.push('  let z = acc + bias[col >> 2u];');
+    else W.push('  let z = acc + vec4<f32>(bias[col], bias[min(col + 1u, N - 1u)], bias[min(col + 2u, N - 1u)], bias[min(col + 3u, N - 1u)]);');
+  } else {
+    W.push('  let z = acc;');
+  }
+  W.push(`  let y = ${actVec4(s.act, 'z')};`);
+  if (s.vecC) {
+    W.push('  let o = (row * N + col) >> 2u;');
+    W.push('  out[o] = y;');
+    if (s.writePre) W.push('  pre[o] = z;');
+  } else {
+    W.push('  let o = row * N + col;');
+    W.push('  out[o] = y.x;');
+    if (s.writePre) W.push('  pre[o] = z.x;');
+    for (let c = 1; c < 4; c++) {
+      const comp = 'xyzw'[c];
+      W.push(`  if (col + ${c}u < N) { out[o + ${c}u] = y.${comp};${s.writePre ? ` pre[o + ${c}u] = z.${comp};` : ''} }`);
+    }
+  }
+  W.push('}');
+  L.push(W.join('\n'));
+  return L.join('\n');
+}
+
+// ---- register family ----
+
+/**
+ * The register-blocked program. Each lane accumulates TM rows x 4 columns. With a subgroup of S lanes the
+ * workgroup is one subgroup covering TM = S*RA rows and 4S columns: per step of four k, lane l reads RA
+ * vec4s of the A block (block slots q = l + S*r) and its own 4 columns of B; A values reach the other lanes
+ * by subgroupBroadcast with constant lane indices. Without subgroups a lane reads all TM slots itself.
+ */
+export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string {
+  const S = cfg.subgroup ?? SOLO_WG[0];
+  const shared = cfg.subgroup !== null;
+  const RA = shared ? Math.max(1, Math.round(SHARED_ROWS / S)) : 0;
+  const TM = shared ? S * RA : SOLO_ROWS;
+  if (TM % 4 !== 0) throw new Error(`register matmul: ${TM} rows per tile is not a multiple of 4`);
+  const WY = shared ? 1 : SOLO_WG[1];
+  const L: string[] = [];
+  L.push(preamble(s, shared ? 'enable subgroups;' : ''));
+  L.push(`@compute @workgroup_size(${S}, ${WY})`);
+  L.push(
+    `fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${shared ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {`,
+  );
+  L.push('  let M = p.M; let N = p.N; let K = p.K;');
+  L.push(`  let lane = ${shared ? 'sgl' : 'lid.x'};`);
+  L.push(`  let row0 = ${shared ? `wid.y * ${TM}u` : `(wid.y * ${WY}u + lid.y) * ${TM}u`};`);
+  L.push(`  let col = (wid.x * ${S}u + lane) * 4u;`);
+  L.push('  let K4 = K / 4u;');
+  // Every quad of k is read whole when K % 4 == 0 is implied by the layout; otherwise reads past K are
+  // clamped into range and zeroed, so the last quad needs no separate loop.
+  const kExact = (!s.transA && s.vecA) || (s.transB && s.vecB);
+  const kq = kExact ? 'K4' : '(K + 3u) / 4u';
+  const zeroPast = (v: string, k: string, zero: string) => (kExact ? v : `select(${zero}, ${v}, ${k} < K)`);
+  const kClamp = (k: string) => (kExact ? `(${k})` : `min(${k}, K - 1u)`);
+
+  // A block slots loaded by this lane: q = lane + S*r (shared) or q = r (solo), r < nLoads.
+  const nLoads = shared ? RA : TM;
+  const slot = (r: number) => (shared ? `(lane + ${S * r}u)` : `${r}u`);
+  const aTransVec = s.transA && s.vecA;
+  // Per-slot address terms, fixed for the whole K loop.
+  for (let r = 0; r < nLoads; r++) {
+    if (!s.transA) {
+      // slot = row within the tile; quad k4 is the vec4 at (row*K)/4 + k4, or four scalars from row*K + 4k4.
+      L.push(`  let aoff${r} = min(row0 + ${slot(r)}, M - 1u) * ${s.vecA ? 'K4' : 'K'};`);
+    } else if (aTransVec) {
+      // slot q -> (kk = q / (TM/4), row group q % (TM/4)): the vec4 of 4 rows at k = 4k4 + kk.
+      L.push(`  let aq${r} = ${slot(r)};`);
+      L.push(`  let akk${r} = aq${r} / ${TM / 4}u;`);
+      L.push(`  let arg${r} = min((row0 >> 2u) + aq${r} % ${TM / 4}u, (M >> 2u) - 1u);`);
+    } else {
+      L.push(`  let arow${r} = min(row0 + ${slot(r)}, M - 1u);`);
+    }
+  }
+  // The lane's four columns, clamped so reads stay inside B (results for columns past N are not written).
+  if (!s.transB && s.vecB) L.push('  let bcol4 = min(col >> 2u, (N >> 2u) - 1u);');
+  else for (let c = 0; c < 4; c++) L.push(`  let bc${c} = min(col + ${c}u, N - 1u);`);
+  if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`  let boff${c} = bc${c} * K4;`);
+  for (let i = 0; i < TM; i++) L.push(`  var acc${i} = vec4<f32>();`);
+
+  // value of A at (tile row i, k = 4k4 + kk): a slot register and component
+  const aValue = (i: number, kk: number): string => {
+    let q: number;
+    let comp: number;
+    if (aTransVec) {
+      q = kk * (TM / 4) + Math.floor(i / 4);
+      comp = i % 4;
+    } else {
+      q = i;
+      comp = kk;
+    }
+    const reg = shared ? `av${Math.floor(q / S)}` : `av${q}`;
+    return shared ? `subgroupBroadcast(${reg}[${comp}], ${q % S}u)` : `${reg}[${comp}]`;
+  };
+  const scalarQuad = (idx: (c: number) => string) =>
+    `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`ldA(${idx(c)})`, `k + ${c}u`, '0.0')).join(', ')})`;
+
+  L.push(`  for (var k4 = 0u; k4 < ${kq}; k4++) {`);
+  L.push('    let k = k4 * 4u;');
+  for (let r = 0; r < nLoads; r++) {
+    if (!s.transA) {
+      if (s.vecA) L.push(`    let av${r} = ldA4(aoff${r} + k4);`);
+      else L.push(`    let av${r} = ${scalarQuad((c) => `aoff${r} + ${kClamp(`k + ${c}u`)}`)};`);
+    } else if (aTransVec) {
+      const kr = `k + akk${r}`;
+      L.push(`    let av${r} = ${zeroPast(`ldA4(${kClamp(kr)} * (M >> 2u) + arg${r})`, kr, 'vec4<f32>()')};`);
+    } else {
+      L.push(`    let av${r} = ${scalarQuad((c) => `${kClamp(`k + ${c}u`)} * M + arow${r}`)};`);
+    }
+  }
+  if (s.transB && s.vecB) {
+    for (let c = 0; c < 4; c++) L.push(`    let bt${c} = b[boff${c} + k4];`);
+  }
+  for (let kk = 0; kk < 4; kk++) {
+    const kr = `k + ${kk}u`;
+    let bv: string;
+    if (!s.transB && s.vecB) bv = zeroPast(`b[${kClamp(kr)} * (N >> 2u) + bcol4]`, kr, 'vec4<f32>()');
+    else if (!s.transB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`b[${kClamp(kr)} * N + bc${c}]`, kr, '0.0')).join(', ')})`;
+    else if (s.vecB) bv = `vec4<f32>(bt0[${kk}], bt1[${kk}], bt2[${kk}], bt3[${kk}])`;
+    else bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`b[bc${c} * K + ${kClamp(kr)}]`, kr, '0.0')).join(', ')})`;
+    L.push(`    let b${kk} = ${bv};`);
+    for (let i = 0; i < TM; i++) L.push(`    acc${i} = fma(vec4<f32>(${aValue(i, kk)}), b${kk}, acc${i});`);
+  }
+  L.push('  }');
+
+  // One epilogue in a loop that shifts the accumulators down, instead of TM inlined copies: the program
+  // stays small enough to build quickly on software adapters.
+  L.push(`  let rows = select(0u, min(${TM}u, M - row0), row0 < M);`);
+  L.push('  for (var i = 0u; i < rows; i++) {');
+  L.push('    emit(row0 + i, col, acc0);');
+  for (let i = 0; i + 1 < TM; i++) L.push(`    acc${i} = acc${i + 1};`);
+  L.push('  }');
+  L.push('}');
+  return L.join('\n');
+}
+
+// ---- tiled family ----
+
+const T = 32; // tile edge (rows, columns and K slice)
+
+/**
+ * Workgroup-memory tiling: 8x8 invocations, each 4 rows x 4 columns of a 32x32 tile; per K slice of 32 the
+ * workgroup stages A (stored k-major so a lane reads 4 rows as one vec4) and B (k-major, vec4 over columns).
+ * Reads outside the matrices load zeros, so every shape is exact.
+ */
+export function tiledMatmulSource(s: MatmulSpec): string {
+  const L: string[] = [];
+  L.push(preamble(s, ''));
+  L.push(`var<workgroup> tA: array<array<vec4<f32>, ${T / 4}>, ${T}>;`);
+  L.push(`var<workgroup> tB: array<array<vec4<f32>, ${T / 4}>, ${T}>;`);
+  L.push('@compute @workgroup_size(8, 8)');
+  L.push('fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {');
+  L.push('  let M = p.M; let N = p.N; let K = p.K;');
+  L.push(`  let row0 = wid.y * ${T}u;`);
+  L.push(`  let col0 = wid.x * ${T}u;`);
+  for (let i = 0; i < 4; i++) L.push(`  var acc${i} = vec4<f32>();`);
+  L.push(`  for (var k0 = 0u; k0 < K; k0 += ${T}u) {`);
+  // Stage A: the tile holds A(row0 + m, k0 + k) at tA[k][m / 4][m % 4].
+  if (s.vecA) {
+    // 256 vec4 per tile, 4 per invocation, along A's contiguous axis.
+    L.push(`    for (var e = li; e < ${(T * T) / 4}u; e += 64u) {`);
+    if (!s.transA) {
+      L.push('      let m = e / 8u; let kq = (e % 8u) * 4u;');
+      L.push('      let gr = row0 + m; let gk = k0 + kq;');
+      L.push('      var v = vec4<f32>();');
+      L.push('      if (gr < M && gk < K) { v = ldA4((gr * K + gk) >> 2u); }');
+      L.push('      tA[kq][m >> 2u][m & 3u] = v.x; tA[kq + 1u][m >> 2u][m & 3u] = v.y;');
+      L.push('      tA[kq + 2u][m >> 2u][m & 3u] = v.z; tA[kq + 3u][m >> 2u][m & 3u] = v.w;');
+    } else {
+      L.push('      let kq = e / 8u; let mq = (e % 8u) * 4u;');
+      L.push('      let gk = k0 + kq; let gr = row0 + mq;');
+      L.push('      var v = vec4<f32>();');
+      L.push('      if (gr < M && gk < K) { v = ldA4((gk * M + gr) >> 2u); }');
+      L.push('      tA[kq][mq >> 2u] = v;');
+    }
+    L.push('    }');
+  } else {
+    L.push(`    for (var e = li; e < ${T * T}u; e += 64u) {`);
+    if (!s.transA) L.push(`      let m = e / ${T}u; let kq = e % ${T}u;`);
+    else L.push(`      let kq = e / ${T}u; let m = e % ${T}u;`);
+    L.push('      let gr = row0 + m; let gk = k0 + kq;');
+    L.push('      var v = 0.0;');
+    L.push(`      if (gr < M && gk < K) { v = ldA(${s.transA ? 'gk * M + gr' : 'gr * K + gk'}); }`);
+    L.push('      tA[kq][m >> 2u][m & 3u] = v;');
+    L.push('    }');
+  }
+  // Stage B: tB[k][n / 4][n % 4] = B(k0 + k, col0 + n).
+  if (s.vecB) {
+    L.push(`    for (var e = li; e < ${(T * T) / 4}u; e += 64u) {`);
+    if (!s.transB) {
+      L.push('      let kq = e / 8u; let nq = (e % 8u) * 4u;');
+      L.push('      let gk = k0 + kq; let gc = col0 + nq;');
+      L.push('      var v = vec4<f32>();');
+      L.push('      if (gk < K && gc < N) { v = b[(gk * N + gc) >> 2u]; }');
+      L.push('      tB[kq][nq >> 2u] = v;');
+    } else {
+      L.push('      let n = e / 8u; let kq = (e % 8u) * 4u;');
+      L.push('      let gc = col0 + n; let gk = k0 + kq;');
+      L.push('      var v = vec4<f32>();');
+      L.push('      if (gc < N && gk < K) { v = b[(gc * K + gk) >> 2u]; }');
+      L.push('      tB[kq][n >> 2u][n & 3u] = v.x; tB[kq + 1u][n >> 2u][n & 3u] = v.y;');
+      L.push('      tB[kq + 2u][n >> 2u][n & 3u] = v.z; tB[kq + 3u][n >> 2u][n & 3u] = v.w;');
+    }
+    L.push('    }');
+  } else {
+    L.push(`    for (var e = li; e < ${T * T}u; e += 64u) {`);
+    if (!s.transB) L.push(`      let kq = e / ${T}u; let n = e % ${T}u;`);
+    else L.push(`      let n = e / ${T}u; let kq = e % ${T}u;`);
+    L.push('      let gk = k0 + kq; let gc = col0 + n;');
+    L.push('      var v = 0.0;');
+    L.push(`      if (gk < K && gc < N) { v = ldB(${s.transB ? 'gc * K + gk' : 'gk * N + gc'}); }`);
+    L.push('      tB[kq][n >> 2u][n & 3u] = v;');
+    L.push('    }');
+  }
+  L.push('    workgroupBarrier();');
+  L.push(`    for (var k = 0u; k < ${T}u; k++) {`);
+  L.push('      let av = tA[k][lid.y];');
+  L.push('      let bv = tB[k][lid.x];');
+  for (let i = 0; i < 4; i++) L.push(`      acc${i} = fma(vec4<f32>(av[${i}]), bv, acc${i});`);
+  L.push('    }');
+  L.push('    workgroupBarrier();');
+  L.push('  }');
+  for (let i = 0; i < 4; i++) L.push(`  emit(row0 + lid.y * 4u + ${i}u, col0 + lid.x * 4u, acc${i});`);
+  L.push('}');
+  return L.join('\n');
+}
+
+// ---- column sums (the bias gradient) ----
+
+/**
+ * out[j] = sum over rows i of dY[i, j] * act'(.)[i, j] for a row-major [rows, cols] gradient. One invocation
+ * per column; a column is a strided walk, cheap next to the products that produce and consume it.
+ */
+export function columnSumSource(gradAct: Activation | null, gradFrom: 'pre' | 'out'): string {
+  const helpers = gradAct !== null && gradFrom === 'pre' && gradAct !== 'identity' && gradAct !== 'relu';
+  return /* wgsl */ `
+struct Params { rows: u32, cols: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+${gradAct ? '@group(0) @binding(2) var<storage, read> gz: array<f32>;' : ''}
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${helpers ? ACTIVATION_HELPERS : ''}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = gid.x + gid.y * nwg.x * 64u;
+  if (j >= p.cols) { return; }
+  var s = 0.0;
+  for (var i = 0u; i < p.rows; i++) {
+    let o = i * p.cols + j;
+    ${gradAct ? `let z = gz[o];\n    s += g[o] * ${derivExpr(gradAct, gradFrom, 'z')};` : 's += g[o];'}
+  }
+  out[j] = s;
+}`;
+}
