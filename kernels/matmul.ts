@@ -11,7 +11,7 @@
 // slices of 32, vec4 reads where the contiguous axis allows.
 //
 // Shapes travel in the uniform (M, N, K); the layout of each operand (transposed, vec4-readable) is baked in.
-import { ACTIVATION_HELPERS, actForward, type Activation } from './common.ts';
+import { ACTIVATION_HELPERS, actForward, flatEntry, type Activation } from './common.ts';
 
 export interface MatmulSpec {
   transA: boolean;
@@ -424,5 +424,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     ${gradAct ? `let z = gz[o];\n    s += g[o] * ${derivExpr(gradAct, gradFrom, 'z')};` : 's += g[o];'}
   }
   out[j] = s;
+}`;
+}
+
+/** dZ = dY * act'(.) elementwise, for products that read dZ many times (see linear's backward). */
+export function gradThroughSource(gradAct: Activation, gradFrom: 'pre' | 'out'): string {
+  const helpers = gradFrom === 'pre' && gradAct !== 'identity' && gradAct !== 'relu';
+  return /* wgsl */ `
+struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> gz: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${helpers ? ACTIVATION_HELPERS : ''}
+${flatEntry()}
+  if (i >= p.n) { return; }
+  let z = gz[i];
+  out[i] = g[i] * ${derivExpr(gradAct, gradFrom, 'z')};
 }`;
 }

@@ -8,6 +8,7 @@ import { needsGrad, record } from '../autograd.ts';
 import { flatGrid, ACTIVATIONS, type Activation } from '../../kernels/common.ts';
 import {
   columnSumSource,
+  gradThroughSource,
   needsPreActivation,
   registerMatmulSource,
   registerTile,
@@ -181,6 +182,28 @@ function columnSum(g: Tensor, through: { act: Activation; from: Tensor; fromOutp
 }
 
 /**
+ * How linear's backward applies act': 'fused' folds it into the reads of dY by both products and the column
+ * sum; 'separate' first writes dZ once (an elementwise pass) and runs plain products. 'auto' picks fused,
+ * except for the register family, where every lane re-reads its rows of dY once per column tile and one
+ * extra pass costs less.
+ */
+export const linearTuning: { backward: 'auto' | 'fused' | 'separate' } = { backward: 'auto' };
+
+function separateGradPass(): boolean {
+  if (linearTuning.backward !== 'auto') return linearTuning.backward === 'separate';
+  return matmulFamily() === 'register';
+}
+
+/** g * act'(from) as a new tensor. */
+function gradThrough(g: Tensor, through: { act: Activation; from: Tensor; fromOutput: boolean }): Tensor {
+  const out = empty(g.shape);
+  const from = through.fromOutput ? 'out' : 'pre';
+  const k = kernel(`matmulGradThrough_${through.act}-${from}`, () => gradThroughSource(through.act, from));
+  runtime().dispatch(k, { g, gz: through.from, out }, { n: g.size }, flatGrid(g.size));
+  return out;
+}
+
+/**
  * y = act(x W^T + b): x [B, in], weight [out, in] (PyTorch layout), bias [out] or null. Differentiable in
  * x, weight and bias. The pre-activation is stored only when a backward will need it (silu and mish; relu,
  * tanh and sigmoid take act' from the output).
@@ -199,15 +222,19 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, act: Acti
   const pre = grad && needsPreActivation(act) ? empty([batch, outF]) : null;
   matmulInto(y, x, weight, { transB: true, bias, act, pre });
   if (!grad) return y;
-  record('linear', inputs, [y], ([g]) => {
-    // dZ = dY * act'(Z) is never materialised: each consumer reads dY and applies act' as it loads.
-    const through = act === 'identity' ? null : { act, from: pre ?? y, fromOutput: pre === null };
+  record('linear', inputs, [y], ([gy]) => {
+    let g = gy!;
+    let through = act === 'identity' ? null : { act, from: pre ?? y, fromOutput: pre === null };
+    if (through && separateGradPass()) {
+      g = gradThrough(g, through);
+      through = null;
+    }
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
-    if (x.requiresGrad) dx = matmulInto(empty([batch, x.shape[1]!]), g!, weight, { gradThrough: through });
-    if (weight.requiresGrad) dw = matmulInto(empty([outF, x.shape[1]!]), g!, x, { transA: true, gradThrough: through });
-    if (bias?.requiresGrad) db = columnSum(g!, through);
+    if (x.requiresGrad) dx = matmulInto(empty([batch, x.shape[1]!]), g, weight, { gradThrough: through });
+    if (weight.requiresGrad) dw = matmulInto(empty([outF, x.shape[1]!]), g, x, { transA: true, gradThrough: through });
+    if (bias?.requiresGrad) db = columnSum(g, through);
     return bias ? [dx, dw, db] : [dx, dw];
   });
   return y;

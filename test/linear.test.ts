@@ -1,0 +1,179 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { gpu, poison, randn, rng, freshSeed, gradCheck, allClose } from './helpers.ts';
+import { tensor, empty, tidy } from '../engine/tensor.ts';
+import { ACTIVATIONS, type Activation } from '../kernels/common.ts';
+import { linear, linearTuning, matmulInto, setMatmulFamily, setMatmulSubgroups } from '../engine/ops/matmul.ts';
+
+const t = suite('linear');
+t.before(gpu);
+t.after(() => {
+  setMatmulFamily('auto');
+  setMatmulSubgroups('auto');
+  linearTuning.backward = 'auto';
+});
+
+function act64(act: Activation, z: number): number {
+  switch (act) {
+    case 'identity':
+      return z;
+    case 'relu':
+      return Math.max(z, 0);
+    case 'sigmoid':
+      return 1 / (1 + Math.exp(-z));
+    case 'tanh':
+      return Math.tanh(z);
+    case 'silu':
+      return z / (1 + Math.exp(-z));
+    case 'mish':
+      return z * Math.tanh(Math.log1p(Math.exp(z)));
+  }
+}
+
+/** float64 act(x W^T + b), and the pre-activation. */
+function refLinear(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, batch: number, inF: number, outF: number, act: Activation) {
+  const z = new Float64Array(batch * outF);
+  for (let i = 0; i < batch; i++) {
+    for (let o = 0; o < outF; o++) {
+      let s = b ? b[o]! : 0;
+      for (let k = 0; k < inF; k++) s += x[i * inF + k]! * w[o * inF + k]!;
+      z[i * outF + o] = s;
+    }
+  }
+  return { y: z.map((v) => act64(act, v)), z };
+}
+
+const VARIANTS = [
+  { name: 'register', family: 'register', subgroups: 'auto' },
+  { name: 'register-solo', family: 'register', subgroups: 'off' },
+  { name: 'tiled', family: 'tiled', subgroups: 'auto' },
+] as const;
+
+// One shape per activation, rotating through the vec4/scalar layouts (in % 4, out % 4) so every family
+// sees each layout without building every combination.
+const FORWARD_SHAPES: [number, number, number][] = [
+  [1, 17, 1],
+  [37, 20, 33],
+  [64, 32, 48],
+  [3, 5, 255],
+  [257, 12, 7],
+  [24, 36, 36],
+];
+
+for (const v of VARIANTS) {
+  t(`${v.name}: forward for every activation against float64`, async () => {
+    setMatmulFamily(v.family);
+    setMatmulSubgroups(v.subgroups);
+    const r = rng(freshSeed());
+    for (let ai = 0; ai < ACTIVATIONS.length; ai++) {
+      const act = ACTIVATIONS[ai]!;
+      const [batch, inF, outF] = FORWARD_SHAPES[ai]!;
+      const x = randn(batch * inF, r);
+      const w = randn(outF * inF, r, 1 / Math.sqrt(inF));
+      const b = randn(outF, r);
+      const got = await tidy(() => linear(tensor(x, [batch, inF]), tensor(w, [outF, inF]), tensor(b, [outF]), act)).read();
+      const want = refLinear(x, w, b, batch, inF, outF, act).y;
+      allClose(got, want, 1e-4, 1e-5, `${v.name} ${act} ${batch}x${inF}->${outF}`);
+    }
+  });
+}
+
+t('epilogue writes the pre-activation and handles a missing bias (poisoned outputs)', async () => {
+  setMatmulFamily('auto');
+  setMatmulSubgroups('auto');
+  const r = rng(freshSeed());
+  for (const [batch, inF, outF, withBias] of [
+    [19, 9, 13, true],
+    [16, 8, 12, false],
+  ] as const) {
+    const x = randn(batch * inF, r);
+    const w = randn(outF * inF, r);
+    const b = randn(outF, r);
+    const tx = tensor(x, [batch, inF]);
+    const tw = tensor(w, [outF, inF]);
+    const tb = tensor(b, [outF]);
+    const y = poison(empty([batch, outF]));
+    const z = poison(empty([batch, outF]));
+    matmulInto(y, tx, tw, { transB: true, bias: withBias ? tb : null, act: 'mish', pre: z });
+    const want = refLinear(x, w, withBias ? b : null, batch, inF, outF, 'mish');
+    allClose(await y.read(), want.y, 1e-4, 1e-5, `mish output ${batch}x${inF}->${outF}`);
+    allClose(await z.read(), want.z, 1e-4, 1e-5, `pre-activation ${batch}x${inF}->${outF}`);
+    for (const tt of [tx, tw, tb, y, z]) tt.dispose();
+  }
+});
+
+t('critic head: batch 1 and one output, forward and backward', async () => {
+  setMatmulFamily('auto');
+  setMatmulSubgroups('auto');
+  const r = rng(freshSeed());
+  for (const [batch, inF] of [
+    [1, 17],
+    [33, 64],
+  ] as const) {
+    await gradCheck(
+      (x, w, b) => linear(x, w, b, 'identity'),
+      (x, w, b) => refLinear(x, w, b, batch, inF, 1, 'identity').y,
+      [
+        { data: randn(batch * inF, r), shape: [batch, inF] },
+        { data: randn(inF, r), shape: [1, inF] },
+        { data: randn(1, r), shape: [1] },
+      ],
+      { what: `head ${batch}x${inF}->1`, seed: freshSeed() },
+    );
+  }
+});
+
+// Backward for every activation in both families; the register family runs with its default (dZ written
+// once) and, for two activations, with act' fused into the products' reads.
+const BACKWARD_CASES: { family: 'register' | 'tiled'; mode: 'auto' | 'fused'; acts: readonly Activation[] }[] = [
+  { family: 'register', mode: 'auto', acts: ACTIVATIONS },
+  { family: 'tiled', mode: 'auto', acts: ACTIVATIONS },
+  { family: 'register', mode: 'fused', acts: ['silu', 'tanh'] },
+];
+
+for (const c of BACKWARD_CASES) {
+  t(`${c.family} (${c.mode}): backward for x, weight and bias by finite differences`, async () => {
+    setMatmulFamily(c.family);
+    setMatmulSubgroups('auto');
+    linearTuning.backward = c.mode;
+    const r = rng(freshSeed());
+    const [batch, inF, outF] = [5, 7, 6];
+    for (const act of c.acts) {
+      await gradCheck(
+        (x, w, b) => linear(x, w, b, act),
+        (x, w, b) => refLinear(x, w, b, batch, inF, outF, act).y,
+        [
+          { data: randn(batch * inF, r), shape: [batch, inF] },
+          { data: randn(outF * inF, r, 0.5), shape: [outF, inF] },
+          { data: randn(outF, r), shape: [outF] },
+        ],
+        { what: `${c.family} ${c.mode} ${act}`, seed: freshSeed() },
+      );
+    }
+    linearTuning.backward = 'auto';
+  });
+}
+
+t('linear without bias: gradients for x and weight', async () => {
+  setMatmulFamily('auto');
+  const r = rng(freshSeed());
+  const [batch, inF, outF] = [4, 8, 12];
+  await gradCheck(
+    (x, w) => linear(x, w, null, 'relu'),
+    (x, w) => refLinear(x, w, null, batch, inF, outF, 'relu').y,
+    [
+      { data: randn(batch * inF, r), shape: [batch, inF] },
+      { data: randn(outF * inF, r), shape: [outF, inF] },
+    ],
+    { what: 'no bias relu', seed: freshSeed() },
+  );
+});
+
+t('shape errors name the op and the shapes', () => {
+  tidy(() => {
+    assert.throws(() => linear(empty([3, 4]), empty([5, 6]), null), /linear: x \[3,4\] and weight \[5,6\] disagree/);
+    assert.throws(() => linear(empty([3, 4]), empty([5, 4]), empty([4])), /linear: bias \[4\] should be \[5\]/);
+  });
+});
+
+t.run();
