@@ -43,6 +43,8 @@ export interface MatmulTile {
 export interface RegisterConfig {
   /** Subgroup size to share loads across (a power of two >= 4), or null to read per invocation. */
   subgroup: number | null;
+  /** Rows per subgroup tile when sharing (rounded to a multiple of the subgroup size); tuning only. */
+  rows?: number;
 }
 
 export function specKey(s: MatmulSpec): string {
@@ -63,12 +65,16 @@ export function specKey(s: MatmulSpec): string {
 const SOLO_ROWS = 8;
 const SOLO_WG: [number, number] = [8, 8];
 /** Target rows per subgroup tile when loads are shared: large enough to amortise B, small enough to fit. */
-const SHARED_ROWS = 24;
+const SHARED_ROWS = 32;
+
+function sharedLoads(cfg: RegisterConfig): number {
+  return Math.max(1, Math.round((cfg.rows ?? SHARED_ROWS) / cfg.subgroup!));
+}
 
 export function registerTile(cfg: RegisterConfig): MatmulTile {
   if (cfg.subgroup) {
     const s = cfg.subgroup;
-    return { rows: s * Math.max(1, Math.round(SHARED_ROWS / s)), cols: 4 * s };
+    return { rows: s * sharedLoads(cfg), cols: 4 * s };
   }
   return { rows: SOLO_ROWS * SOLO_WG[1], cols: 4 * SOLO_WG[0] };
 }
@@ -206,7 +212,7 @@ function preamble(s: MatmulSpec, extraEnable: string): string {
 export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string {
   const S = cfg.subgroup ?? SOLO_WG[0];
   const shared = cfg.subgroup !== null;
-  const RA = shared ? Math.max(1, Math.round(SHARED_ROWS / S)) : 0;
+  const RA = shared ? sharedLoads(cfg) : 0;
   const TM = shared ? S * RA : SOLO_ROWS;
   if (TM % 4 !== 0) throw new Error(`register matmul: ${TM} rows per tile is not a multiple of 4`);
   const WY = shared ? 1 : SOLO_WG[1];
@@ -266,34 +272,32 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
     const reg = shared ? `av${Math.floor(q / S)}` : `av${q}`;
     return shared ? `subgroupBroadcast(${reg}[${comp}], ${q % S}u)` : `${reg}[${comp}]`;
   };
-  const scalarQuad = (idx: (c: number) => string) =>
-    `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`ldA(${idx(c)})`, `k + ${c}u`, '0.0')).join(', ')})`;
 
   L.push(`  for (var k4 = 0u; k4 < ${kq}; k4++) {`);
   L.push('    let k = k4 * 4u;');
+  const kAt = (c: string) => kClamp(`k + ${c}`);
+  const zp = (v: string, c: string, zero: string) => zeroPast(v, `k + ${c}`, zero);
+  const quadA = (idx: (c: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`ldA(${idx(c)})`, `${c}u`, '0.0')).join(', ')})`;
   for (let r = 0; r < nLoads; r++) {
-    if (!s.transA) {
-      if (s.vecA) L.push(`    let av${r} = ldA4(aoff${r} + k4);`);
-      else L.push(`    let av${r} = ${scalarQuad((c) => `aoff${r} + ${kClamp(`k + ${c}u`)}`)};`);
-    } else if (aTransVec) {
-      const kr = `k + akk${r}`;
-      L.push(`    let av${r} = ${zeroPast(`ldA4(${kClamp(kr)} * (M >> 2u) + arg${r})`, kr, 'vec4<f32>()')};`);
-    } else {
-      L.push(`    let av${r} = ${scalarQuad((c) => `${kClamp(`k + ${c}u`)} * M + arow${r}`)};`);
-    }
+    let v: string;
+    if (!s.transA) v = s.vecA ? `ldA4(aoff${r} + k4)` : quadA((c) => `aoff${r} + ${kAt(`${c}u`)}`);
+    else if (aTransVec) v = zp(`ldA4(${kAt(`akk${r}`)} * (M >> 2u) + arg${r})`, `akk${r}`, 'vec4<f32>()');
+    else v = quadA((c) => `${kAt(`${c}u`)} * M + arow${r}`);
+    L.push(`    let av${r} = ${v};`);
   }
-  if (s.transB && s.vecB) {
-    for (let c = 0; c < 4; c++) L.push(`    let bt${c} = b[boff${c} + k4];`);
-  }
+  if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`    let bt${c} = b[boff${c} + k4];`);
   for (let kk = 0; kk < 4; kk++) {
-    const kr = `k + ${kk}u`;
     let bv: string;
-    if (!s.transB && s.vecB) bv = zeroPast(`b[${kClamp(kr)} * (N >> 2u) + bcol4]`, kr, 'vec4<f32>()');
-    else if (!s.transB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`b[${kClamp(kr)} * N + bc${c}]`, kr, '0.0')).join(', ')})`;
+    if (!s.transB && s.vecB) bv = zp(`b[${kAt(`${kk}u`)} * (N >> 2u) + bcol4]`, `${kk}u`, 'vec4<f32>()');
+    else if (!s.transB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[${kAt(`${kk}u`)} * N + bc${c}]`, `${kk}u`, '0.0')).join(', ')})`;
     else if (s.vecB) bv = `vec4<f32>(bt0[${kk}], bt1[${kk}], bt2[${kk}], bt3[${kk}])`;
-    else bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zeroPast(`b[bc${c} * K + ${kClamp(kr)}]`, kr, '0.0')).join(', ')})`;
+    else bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[bc${c} * K + ${kAt(`${kk}u`)}]`, `${kk}u`, '0.0')).join(', ')})`;
     L.push(`    let b${kk} = ${bv};`);
-    for (let i = 0; i < TM; i++) L.push(`    acc${i} = fma(vec4<f32>(${aValue(i, kk)}), b${kk}, acc${i});`);
+  }
+  // Row by row, four k each: an accumulator is loaded and stored once per quad even when spilled (measured
+  // much faster on software adapters than k-outer order, and than two quads per iteration).
+  for (let i = 0; i < TM; i++) {
+    for (let kk = 0; kk < 4; kk++) L.push(`    acc${i} = fma(vec4<f32>(${aValue(i, kk)}), b${kk}, acc${i});`);
   }
   L.push('  }');
 

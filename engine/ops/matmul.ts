@@ -59,6 +59,9 @@ export function matmulSubgroupSize(): number | null {
   return lo;
 }
 
+/** Rows per subgroup tile of the register family (rounded to a multiple of the subgroup size). */
+export const matmulTuning: { sharedRows: number } = { sharedRows: 32 };
+
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
@@ -99,9 +102,9 @@ function programFor(spec: MatmulSpec): { k: Kernel; tile: MatmulTile } {
   if (matmulFamily() === 'tiled') {
     return { k: kernel(`matmulTiled_${specKey(spec)}`, () => tiledMatmulSource(spec)), tile: TILED_TILE };
   }
-  const cfg: RegisterConfig = { subgroup: matmulSubgroupSize() };
+  const cfg: RegisterConfig = { subgroup: matmulSubgroupSize(), rows: matmulTuning.sharedRows };
   return {
-    k: kernel(`matmulRegister_s${cfg.subgroup ?? 0}_${specKey(spec)}`, () => registerMatmulSource(spec, cfg)),
+    k: kernel(`matmulRegister_s${cfg.subgroup ?? 0}r${cfg.rows}_${specKey(spec)}`, () => registerMatmulSource(spec, cfg)),
     tile: registerTile(cfg),
   };
 }
