@@ -45,6 +45,8 @@ export interface RegisterConfig {
   subgroup: number | null;
   /** Rows per subgroup tile when sharing (rounded to a multiple of the subgroup size); tuning only. */
   rows?: number;
+  /** Groups of four columns per lane; tuning only. */
+  colGroups?: number;
 }
 
 export function specKey(s: MatmulSpec): string {
@@ -71,12 +73,15 @@ function sharedLoads(cfg: RegisterConfig): number {
   return Math.max(1, Math.round((cfg.rows ?? SHARED_ROWS) / cfg.subgroup!));
 }
 
+const COL_GROUPS = 1;
+
 export function registerTile(cfg: RegisterConfig): MatmulTile {
+  const RN = cfg.colGroups ?? COL_GROUPS;
   if (cfg.subgroup) {
     const s = cfg.subgroup;
-    return { rows: s * sharedLoads(cfg), cols: 4 * s };
+    return { rows: s * sharedLoads(cfg), cols: 4 * s * RN };
   }
-  return { rows: SOLO_ROWS * SOLO_WG[1], cols: 4 * SOLO_WG[0] };
+  return { rows: SOLO_ROWS * SOLO_WG[1], cols: 4 * SOLO_WG[0] * RN };
 }
 
 export const TILED_TILE: MatmulTile = { rows: 32, cols: 32 };
@@ -225,7 +230,9 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
   L.push('  let M = p.M; let N = p.N; let K = p.K;');
   L.push(`  let lane = ${shared ? 'sgl' : 'lid.x'};`);
   L.push(`  let row0 = ${shared ? `wid.y * ${TM}u` : `(wid.y * ${WY}u + lid.y) * ${TM}u`};`);
-  L.push(`  let col = (wid.x * ${S}u + lane) * 4u;`);
+  const RN = cfg.colGroups ?? COL_GROUPS;
+  // Column group j of this lane starts at col{j}; across lanes each group is one contiguous run.
+  for (let j = 0; j < RN; j++) L.push(`  let col${j} = (wid.x * ${S * RN}u + ${j * S}u + lane) * 4u;`);
   L.push('  let K4 = K / 4u;');
   // Every quad of k is read whole when K % 4 == 0 is implied by the layout; otherwise reads past K are
   // clamped into range and zeroed, so the last quad needs no separate loop.
@@ -253,10 +260,12 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
     }
   }
   // The lane's four columns, clamped so reads stay inside B (results for columns past N are not written).
-  if (!s.transB && s.vecB) L.push('  let bcol4 = min(col >> 2u, (N >> 2u) - 1u);');
-  else for (let c = 0; c < 4; c++) L.push(`  let bc${c} = min(col + ${c}u, N - 1u);`);
-  if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`  let boff${c} = bc${c} * K4;`);
-  for (let i = 0; i < TM; i++) L.push(`  var acc${i} = vec4<f32>();`);
+  for (let j = 0; j < RN; j++) {
+    if (!s.transB && s.vecB) L.push(`  let bcol4_${j} = min(col${j} >> 2u, (N >> 2u) - 1u);`);
+    else for (let c = 0; c < 4; c++) L.push(`  let bc${c}_${j} = min(col${j} + ${c}u, N - 1u);`);
+    if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`  let boff${c}_${j} = bc${c}_${j} * K4;`);
+  }
+  for (let i = 0; i < TM; i++) for (let j = 0; j < RN; j++) L.push(`  var acc${i}_${j} = vec4<f32>();`);
 
   // value of A at (tile row i, k = 4k4 + kk): a slot register and component
   const aValue = (i: number, kk: number): string => {
@@ -285,19 +294,22 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
     else v = quadA((c) => `${kAt(`${c}u`)} * M + arow${r}`);
     L.push(`    let av${r} = ${v};`);
   }
-  if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`    let bt${c} = b[boff${c} + k4];`);
-  for (let kk = 0; kk < 4; kk++) {
-    let bv: string;
-    if (!s.transB && s.vecB) bv = zp(`b[${kAt(`${kk}u`)} * (N >> 2u) + bcol4]`, `${kk}u`, 'vec4<f32>()');
-    else if (!s.transB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[${kAt(`${kk}u`)} * N + bc${c}]`, `${kk}u`, '0.0')).join(', ')})`;
-    else if (s.vecB) bv = `vec4<f32>(bt0[${kk}], bt1[${kk}], bt2[${kk}], bt3[${kk}])`;
-    else bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[bc${c} * K + ${kAt(`${kk}u`)}]`, `${kk}u`, '0.0')).join(', ')})`;
-    L.push(`    let b${kk} = ${bv};`);
-  }
-  // Row by row, four k each: an accumulator is loaded and stored once per quad even when spilled (measured
-  // much faster on software adapters than k-outer order, and than two quads per iteration).
-  for (let i = 0; i < TM; i++) {
-    for (let kk = 0; kk < 4; kk++) L.push(`    acc${i} = fma(vec4<f32>(${aValue(i, kk)}), b${kk}, acc${i});`);
+  // Per column group: its four B rows, then row by row, four k each, so an accumulator is loaded and stored
+  // once per quad even when spilled (measured much faster on software adapters than k-outer order, and
+  // than two quads per iteration).
+  for (let j = 0; j < RN; j++) {
+    if (s.transB && s.vecB) for (let c = 0; c < 4; c++) L.push(`    let bt${c}_${j} = b[boff${c}_${j} + k4];`);
+    for (let kk = 0; kk < 4; kk++) {
+      let bv: string;
+      if (!s.transB && s.vecB) bv = zp(`b[${kAt(`${kk}u`)} * (N >> 2u) + bcol4_${j}]`, `${kk}u`, 'vec4<f32>()');
+      else if (!s.transB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[${kAt(`${kk}u`)} * N + bc${c}_${j}]`, `${kk}u`, '0.0')).join(', ')})`;
+      else if (s.vecB) bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => `bt${c}_${j}[${kk}]`).join(', ')})`;
+      else bv = `vec4<f32>(${[0, 1, 2, 3].map((c) => zp(`b[bc${c}_${j} * K + ${kAt(`${kk}u`)}]`, `${kk}u`, '0.0')).join(', ')})`;
+      L.push(`    let b${kk}_${j} = ${bv};`);
+    }
+    for (let i = 0; i < TM; i++) {
+      for (let kk = 0; kk < 4; kk++) L.push(`    acc${i}_${j} = fma(vec4<f32>(${aValue(i, kk)}), b${kk}_${j}, acc${i}_${j});`);
+    }
   }
   L.push('  }');
 
@@ -305,8 +317,8 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
   // stays small enough to build quickly on software adapters.
   L.push(`  let rows = select(0u, min(${TM}u, M - row0), row0 < M);`);
   L.push('  for (var i = 0u; i < rows; i++) {');
-  L.push('    emit(row0 + i, col, acc0);');
-  for (let i = 0; i + 1 < TM; i++) L.push(`    acc${i} = acc${i + 1};`);
+  for (let j = 0; j < RN; j++) L.push(`    emit(row0 + i, col${j}, acc0_${j});`);
+  for (let i = 0; i + 1 < TM; i++) for (let j = 0; j < RN; j++) L.push(`    acc${i}_${j} = acc${i + 1}_${j};`);
   L.push('  }');
   L.push('}');
   return L.join('\n');
