@@ -209,10 +209,11 @@ function preamble(s: MatmulSpec, extraEnable: string): string {
 // ---- register family ----
 
 /**
- * The register-blocked program. Each lane accumulates TM rows x 4 columns. With a subgroup of S lanes the
- * workgroup is one subgroup covering TM = S*RA rows and 4S columns: per step of four k, lane l reads RA
- * vec4s of the A block (block slots q = l + S*r) and its own 4 columns of B; A values reach the other lanes
- * by subgroupBroadcast with constant lane indices. Without subgroups a lane reads all TM slots itself.
+ * The register-blocked program. Each lane accumulates TM rows x 4 columns (per column group). With a
+ * subgroup of S lanes the workgroup is one subgroup covering TM = S*RA rows and 4S columns: per step of four
+ * k, lane l reads RA vec4s of the A block (block slots q = l + S*r) and its own 4 columns of B; A values
+ * reach the other lanes by subgroupBroadcast with constant lane indices. Without subgroups a lane reads all
+ * TM slots itself (workgroups of 8x8 such lanes).
  */
 export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string {
   const S = cfg.subgroup ?? SOLO_WG[0];

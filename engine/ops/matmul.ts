@@ -125,11 +125,13 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOption
   if (grad && grad.from.size !== a.size) throw new Error(`matmul: act' source [${grad.from.shape}] should match A [${a.shape}]`);
   const act = opts.act ?? 'identity';
   if (!ACTIVATIONS.includes(act)) throw new Error(`matmul: unknown activation "${String(act)}"`);
+  if (M === 0 || N === 0) return out;
+  // vec4 views need whole vec4s: the contiguous axis a multiple of 4 and the operand not empty (K = 0).
   const spec: MatmulSpec = {
     transA,
     transB,
-    vecA: (transA ? M : K) % 4 === 0,
-    vecB: (transB ? K : N) % 4 === 0,
+    vecA: K > 0 && (transA ? M : K) % 4 === 0,
+    vecB: K > 0 && (transB ? K : N) % 4 === 0,
     vecC: N % 4 === 0,
     bias: bias !== null,
     act,
