@@ -1,6 +1,7 @@
 // Matrix products with autograd: matmul (2-D, optional transposes) and the fused layer y = act(x W^T + b)
-// with W in PyTorch's [out, in] layout. The layer's backward folds act' into the reads of dY by the two
-// products that need it (dX = dZ W, dW = dZ^T x) and by the column sum that gives db.
+// with W in PyTorch's [out, in] layout. Bias and activation are applied as the product is written. The
+// layer's backward folds act' into the reads of dY by the two products that need it (dX = dZ W,
+// dW = dZ^T x) and by the column sum that gives db; with the register family it writes dZ once instead.
 import { kernel, type Kernel } from '../kernel.ts';
 import { runtime } from '../runtime.ts';
 import { empty, type Tensor } from '../tensor.ts';
