@@ -420,25 +420,30 @@ export function tiledMatmulSource(s: MatmulSpec): string {
 
 /**
  * out[j] = sum over rows i of dY[i, j] * act'(.)[i, j] for a row-major [rows, cols] gradient. One invocation
- * per column; a column is a strided walk, cheap next to the products that produce and consume it.
+ * per column (per four columns when cols % 4 == 0); a column is a strided walk, cheap next to the products
+ * that produce and consume it.
  */
-export function columnSumSource(gradAct: Activation | null, gradFrom: 'pre' | 'out'): string {
+export function columnSumSource(gradAct: Activation | null, gradFrom: 'pre' | 'out', vec: boolean): string {
   const helpers = gradAct !== null && gradFrom === 'pre' && gradAct !== 'identity' && gradAct !== 'relu';
+  const T = vec ? 'vec4<f32>' : 'f32';
+  const deriv = gradAct === null ? '' : vec ? vec4Map('z', (c) => derivExpr(gradAct, gradFrom, c)) : derivExpr(gradAct, gradFrom, 'z');
   return /* wgsl */ `
 struct Params { rows: u32, cols: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-${gradAct ? '@group(0) @binding(2) var<storage, read> gz: array<f32>;' : ''}
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<${T}>;
+${gradAct ? `@group(0) @binding(2) var<storage, read> gz: array<${T}>;` : ''}
+@group(0) @binding(3) var<storage, read_write> out: array<${T}>;
 ${helpers ? ACTIVATION_HELPERS : ''}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let j = gid.x + gid.y * nwg.x * 64u;
-  if (j >= p.cols) { return; }
-  var s = 0.0;
+  let stride = ${vec ? 'p.cols >> 2u' : 'p.cols'};
+  if (j >= stride) { return; }
+  var s = ${T}();
   for (var i = 0u; i < p.rows; i++) {
-    let o = i * p.cols + j;
-    ${gradAct ? `let z = gz[o];\n    s += g[o] * ${derivExpr(gradAct, gradFrom, 'z')};` : 's += g[o];'}
+    let o = i * stride + j;
+    ${gradAct ? `let z = gz[o];
+    s += g[o] * ${deriv};` : 's += g[o];'}
   }
   out[j] = s;
 }`;

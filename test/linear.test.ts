@@ -158,6 +158,25 @@ for (const c of BACKWARD_CASES) {
   });
 }
 
+t('bias gradient summed four columns at a time (out % 4 == 0), both families', async () => {
+  const r = rng(freshSeed());
+  const [batch, inF, outF] = [37, 5, 8];
+  for (const family of ['register', 'tiled'] as const) {
+    setMatmulFamily(family);
+    await gradCheck(
+      (x, w, b) => linear(x, w, b, 'tanh'),
+      (x, w, b) => refLinear(x, w, b, batch, inF, outF, 'tanh').y,
+      [
+        { data: randn(batch * inF, r), shape: [batch, inF] },
+        { data: randn(outF * inF, r, 0.5), shape: [outF, inF] },
+        { data: randn(outF, r), shape: [outF] },
+      ],
+      { what: `${family} tanh ${batch}x${inF}->${outF}`, seed: freshSeed() },
+    );
+  }
+  setMatmulFamily('auto');
+});
+
 t('linear without bias: gradients for x and weight', async () => {
   setMatmulFamily('auto');
   const r = rng(freshSeed());

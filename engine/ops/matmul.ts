@@ -180,10 +180,13 @@ function columnSum(g: Tensor, through: { act: Activation; from: Tensor; fromOutp
   const rows = g.size / cols;
   const out = empty([cols]);
   const from = through?.fromOutput ? 'out' : 'pre';
-  const k = kernel(`matmulColumnSum_${through ? `${through.act}-${from}` : 'plain'}`, () => columnSumSource(through ? through.act : null, from));
+  const vec = cols % 4 === 0 && rows > 0;
+  const k = kernel(`matmulColumnSum_${through ? `${through.act}-${from}` : 'plain'}_${vec ? 'v' : 's'}`, () =>
+    columnSumSource(through ? through.act : null, from, vec),
+  );
   const buffers: Record<string, Tensor> = { g, out };
   if (through) buffers.gz = through.from;
-  runtime().dispatch(k, buffers, { rows, cols }, flatGrid(cols, 64));
+  runtime().dispatch(k, buffers, { rows, cols }, flatGrid(vec ? cols / 4 : cols, 64));
   return out;
 }
 
