@@ -449,19 +449,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
 }
 
-/** dZ = dY * act'(.) elementwise, for products that read dZ many times (see linear's backward). */
-export function gradThroughSource(gradAct: Activation, gradFrom: 'pre' | 'out'): string {
+/** dZ = dY * act'(.) elementwise (as vec4s when the size allows), for products that read dZ many times. */
+export function gradThroughSource(gradAct: Activation, gradFrom: 'pre' | 'out', vec: boolean): string {
   const helpers = gradFrom === 'pre' && gradAct !== 'identity' && gradAct !== 'relu';
+  const T = vec ? 'vec4<f32>' : 'f32';
+  const deriv = vec ? vec4Map('z', (c) => derivExpr(gradAct, gradFrom, c)) : derivExpr(gradAct, gradFrom, 'z');
   return /* wgsl */ `
 struct Params { n: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> gz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<${T}>;
+@group(0) @binding(2) var<storage, read> gz: array<${T}>;
+@group(0) @binding(3) var<storage, read_write> out: array<${T}>;
 ${helpers ? ACTIVATION_HELPERS : ''}
 ${flatEntry()}
   if (i >= p.n) { return; }
   let z = gz[i];
-  out[i] = g[i] * ${derivExpr(gradAct, gradFrom, 'z')};
+  out[i] = g[i] * ${deriv};
 }`;
 }

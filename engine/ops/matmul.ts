@@ -207,8 +207,10 @@ function separateGradPass(): boolean {
 function gradThrough(g: Tensor, through: { act: Activation; from: Tensor; fromOutput: boolean }): Tensor {
   const out = empty(g.shape);
   const from = through.fromOutput ? 'out' : 'pre';
-  const k = kernel(`matmulGradThrough_${through.act}-${from}`, () => gradThroughSource(through.act, from));
-  runtime().dispatch(k, { g, gz: through.from, out }, { n: g.size }, flatGrid(g.size));
+  const vec = g.size % 4 === 0 && g.size > 0;
+  const k = kernel(`matmulGradThrough_${through.act}-${from}_${vec ? 'v' : 's'}`, () => gradThroughSource(through.act, from, vec));
+  const n = vec ? g.size / 4 : g.size;
+  runtime().dispatch(k, { g, gz: through.from, out }, { n }, flatGrid(n));
   return out;
 }
 
