@@ -1,0 +1,20 @@
+// The engine's public surface in one import, for programs that embed it.
+export { init, dispose, runtime, isStarted, Runtime, type RuntimeOptions, type BufferBinding, type DispatchRecord } from './runtime.ts';
+export { requestDevice, describeDevice, findGPU, NoAdapterError, GPUEngineError, type DeviceInfo } from './device.ts';
+export { kernel, Kernel } from './kernel.ts';
+export { Tensor, tensor, empty, viewOf, tidy, keep, numel, type DType } from './tensor.ts';
+export { fill_, full, zeros, ones, axpy_, copy_, clone } from './basic.ts';
+export { backward, grad, noGrad, detach, record, needsGrad, isGradEnabled, clearTape } from './autograd.ts';
+export { parameter, ParamGroup, type NamedTensor } from './params.ts';
+export { Generator } from './random.ts';
+export { AdamW, clipGradNorm, clipScale, gradNorm, polyakUpdate, constantLR, cosineLR } from './optim.ts';
+export * as nn from './nn.ts';
+export { manualSeed, orthogonal, torchLinearInit, HostRng } from './init.ts';
+export { encodeSafetensors, decodeSafetensors, saveModule, loadModule, SafetensorsError } from './safetensors.ts';
+export * from './ops/elementwise.ts';
+export * from './ops/reduce.ts';
+export * from './ops/shape.ts';
+export * from './ops/matmul.ts';
+export { layerNorm } from './ops/layernorm.ts';
+export { dropout } from './ops/dropout.ts';
+export { fourierFeatures } from './ops/fourier.ts';
