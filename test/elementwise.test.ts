@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gpu, poison, randn, randu, rng, freshSeed, allClose, gradCheck, poisonNext } from './helpers.ts';
+import { gpu, poison, randn, randu, rng, freshSeed, allClose, gradCheck, poisonNext, sigmoid64, softplus64 } from './helpers.ts';
 import { empty, tensor, tidy, viewOf, type Tensor } from '../engine/tensor.ts';
 import { runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
@@ -71,8 +71,8 @@ function sumTolerance(g: Float32Array, shape: number[], target: number[]): numbe
   return 1e-6 + 3e-7 * Math.max(0, ...magnitudes);
 }
 
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
-const softplus = (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x)));
+const sigmoid = sigmoid64;
+const softplus = softplus64;
 const refPow = (x: number, e: number) => (x < 0 && Math.abs(e % 2) === 1 ? -(Math.abs(x) ** e) : Math.abs(x) ** e);
 
 

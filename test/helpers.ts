@@ -1,6 +1,7 @@
 // Shared test tools: the engine started once per process, seeded random inputs, poisoned outputs, float64
 // comparisons and finite-difference gradient checks.
 import * as assert from 'uvu/assert';
+import type { Activation } from '../kernels/common.ts';
 import { init, isStarted, runtime } from '../engine/runtime.ts';
 import { backward } from '../engine/autograd.ts';
 import { fill_ } from '../engine/basic.ts';
@@ -168,4 +169,26 @@ export async function gradCheck(
 
 export async function settle(): Promise<void> {
   await runtime().sync();
+}
+
+// ---- float64 references for the activations ----
+
+export const sigmoid64 = (z: number): number => 1 / (1 + Math.exp(-z));
+export const softplus64 = (z: number): number => Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
+
+export function act64(act: Activation, z: number): number {
+  switch (act) {
+    case 'identity':
+      return z;
+    case 'relu':
+      return Math.max(z, 0);
+    case 'tanh':
+      return Math.tanh(z);
+    case 'sigmoid':
+      return sigmoid64(z);
+    case 'silu':
+      return z * sigmoid64(z);
+    case 'mish':
+      return z * Math.tanh(softplus64(z));
+  }
 }

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gpu, poison, randn, rng, freshSeed, gradCheck, allClose } from './helpers.ts';
+import { gpu, poison, randn, rng, freshSeed, gradCheck, allClose, act64 } from './helpers.ts';
 import { tensor, empty, tidy } from '../engine/tensor.ts';
 import { ACTIVATIONS, type Activation } from '../kernels/common.ts';
 import { linear, linearTuning, matmulInto, setMatmulFamily, setMatmulSubgroups } from '../engine/ops/matmul.ts';
@@ -12,23 +12,6 @@ t.after(() => {
   setMatmulSubgroups('auto');
   linearTuning.backward = 'auto';
 });
-
-function act64(act: Activation, z: number): number {
-  switch (act) {
-    case 'identity':
-      return z;
-    case 'relu':
-      return Math.max(z, 0);
-    case 'sigmoid':
-      return 1 / (1 + Math.exp(-z));
-    case 'tanh':
-      return Math.tanh(z);
-    case 'silu':
-      return z / (1 + Math.exp(-z));
-    case 'mish':
-      return z * Math.tanh(Math.log1p(Math.exp(z)));
-  }
-}
 
 /** float64 act(x W^T + b), and the pre-activation. */
 function refLinear(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, batch: number, inF: number, outF: number, act: Activation) {

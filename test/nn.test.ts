@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gpu, rng, freshSeed, randn, randu, allClose, gradCheck } from './helpers.ts';
+import { gpu, rng, freshSeed, randn, randu, allClose, gradCheck, act64, sigmoid64, softplus64 } from './helpers.ts';
 import { backward } from '../engine/autograd.ts';
 import { HostRng, manualSeed, orthogonal, torchLinearInit } from '../engine/init.ts';
 import {
@@ -16,25 +16,6 @@ const t = suite('nn');
 t.before(gpu);
 
 // ---- float64 references ----
-
-const softplus64 = (z: number) => Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
-const sigmoid64 = (z: number) => 1 / (1 + Math.exp(-z));
-function act64(act: Activation, z: number): number {
-  switch (act) {
-    case 'identity':
-      return z;
-    case 'relu':
-      return Math.max(z, 0);
-    case 'tanh':
-      return Math.tanh(z);
-    case 'sigmoid':
-      return sigmoid64(z);
-    case 'silu':
-      return z * sigmoid64(z);
-    case 'mish':
-      return z * Math.tanh(softplus64(z));
-  }
-}
 
 /** act(x W^T + b) for x [rows, inF], W [outF, inF]. */
 function linear64(x: ArrayLike<number>, rows: number, w: ArrayLike<number>, b: ArrayLike<number> | null, inF: number, outF: number, act: Activation = 'identity'): Float64Array {
