@@ -30,6 +30,8 @@ export interface DispatchRecord {
 const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 const MAP_READ_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
+const MAX_UNIFORMS = 8192;
+const MAX_BIND_GROUPS = 65536;
 
 export interface RuntimeOptions extends RequestOptions {
   /** Use this device instead of creating one (embedding in another WebGPU program). */
@@ -60,7 +62,9 @@ export class Runtime {
   private nextBufferId = 1;
   private pipelines = new Map<Kernel, GPUComputePipeline>();
   private layouts = new Map<Kernel, GPUBindGroupLayout>();
+  /** Bind groups keyed by kernel, uniform values and bound ranges, so a repeated dispatch builds nothing. */
   private bindGroups = new Map<string, GPUBindGroup>();
+  private bindGroupsByUniform = new Map<GPUBuffer, string[]>();
   private uniforms = new Map<string, GPUBuffer>();
   private destroyAfterSubmit: GPUBuffer[] = [];
   private stagingFree = new Map<number, GPUBuffer[]>();
@@ -138,6 +142,7 @@ export class Runtime {
     for (const list of this.freeBuffers.values()) for (const b of list) b.destroy();
     this.freeBuffers.clear();
     this.bindGroups.clear();
+    this.bindGroupsByUniform.clear();
   }
 
   /**
@@ -217,7 +222,7 @@ export class Runtime {
   uniformBuffer(bytes: ArrayBuffer): GPUBuffer {
     const words = new Uint32Array(bytes);
     let key = '';
-    for (let i = 0; i < words.length; i++) key += words[i]!.toString(36) + ',';
+    for (let i = 0; i < words.length; i++) key += words[i]! + ',';
     let b = this.uniforms.get(key);
     if (b) {
       // refresh its place in the insertion order used for eviction
@@ -231,27 +236,37 @@ export class Runtime {
     this.bufferId(b);
     this.stats.uniformsCreated++;
     this.uniforms.set(key, b);
-    if (this.uniforms.size > 8192) {
+    if (this.uniforms.size > MAX_UNIFORMS) {
       const oldest = this.uniforms.keys().next().value as string;
-      this.destroyAfterSubmit.push(this.uniforms.get(oldest)!);
+      const evicted = this.uniforms.get(oldest)!;
       this.uniforms.delete(oldest);
+      // bind groups holding the evicted buffer must never be handed out again
+      for (const bgKey of this.bindGroupsByUniform.get(evicted) ?? []) this.bindGroups.delete(bgKey);
+      this.bindGroupsByUniform.delete(evicted);
+      this.destroyAfterSubmit.push(evicted);
     }
     return b;
   }
 
-  private bindGroup(k: Kernel, entries: BufferBinding[]): GPUBindGroup {
-    let key = k.name;
-    for (const e of entries) key += `|${this.bufferId(e.buffer)}:${e.offset ?? 0}:${e.size ?? -1}`;
-    let bg = this.bindGroups.get(key);
-    if (bg) return bg;
-    bg = this.device.createBindGroup({
+  private buildBindGroup(k: Kernel, key: string, storage: BufferBinding[], uniforms: Record<string, number> | null): GPUBindGroup {
+    const uniformBuf = k.uniform ? this.uniformBuffer(k.packUniforms(uniforms ?? {})) : null;
+    let next = 0;
+    const bg = this.device.createBindGroup({
       label: k.name,
       layout: this.layoutFor(k),
-      entries: k.bindings.map((b, i) => ({ binding: b.binding, resource: entries[i]! })),
+      entries: k.bindings.map((b) => ({ binding: b.binding, resource: b.kind === 'uniform' ? { buffer: uniformBuf! } : storage[next++]! })),
     });
     this.stats.bindGroupsCreated++;
-    if (this.bindGroups.size > 65536) this.bindGroups.clear();
+    if (this.bindGroups.size >= MAX_BIND_GROUPS) {
+      this.bindGroups.clear();
+      this.bindGroupsByUniform.clear();
+    }
     this.bindGroups.set(key, bg);
+    if (uniformBuf) {
+      let list = this.bindGroupsByUniform.get(uniformBuf);
+      if (!list) this.bindGroupsByUniform.set(uniformBuf, (list = []));
+      list.push(key);
+    }
     return bg;
   }
 
@@ -281,18 +296,21 @@ export class Runtime {
     if (wg[0] > maxWg || wg[1] > maxWg || wg[2] > maxWg) {
       throw new GPUEngineError(`kernel ${k.name}: workgroup count ${wg.join('x')} exceeds the device limit ${maxWg} per dimension`);
     }
-    const entries: BufferBinding[] = [];
+    let key = k.name;
+    const u = k.uniform;
+    if (u) for (const f of u.fields) key += ',' + uniforms?.[f.name];
+    const storage: BufferBinding[] = [];
     for (const b of k.bindings) {
-      if (b.kind === 'uniform') {
-        entries.push({ buffer: this.uniformBuffer(k.packUniforms(uniforms ?? {})) });
-      } else {
-        const arg = buffers[b.name];
-        if (!arg) throw new GPUEngineError(`kernel ${k.name}: no buffer given for binding ${b.name}`);
-        entries.push('binding' in arg ? arg.binding() : arg);
-      }
+      if (b.kind === 'uniform') continue;
+      const arg = buffers[b.name];
+      if (!arg) throw new GPUEngineError(`kernel ${k.name}: no buffer given for binding ${b.name}`);
+      const e = 'binding' in arg ? arg.binding() : arg;
+      storage.push(e);
+      key += '|' + this.bufferId(e.buffer) + ':' + (e.offset ?? 0) + ':' + (e.size ?? -1);
     }
     const pipeline = this.pipeline(k);
-    const bindGroup = this.bindGroup(k, entries);
+    let bindGroup = this.bindGroups.get(key);
+    if (!bindGroup) bindGroup = this.buildBindGroup(k, key, storage, uniforms);
     if (wg[0] === 0 || wg[1] === 0 || wg[2] === 0) return;
     const pass = this.beginPass();
     pass.setPipeline(pipeline);

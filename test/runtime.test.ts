@@ -6,6 +6,7 @@ import { gpu } from './helpers.ts';
 import { kernel } from '../engine/kernel.ts';
 import { runtime } from '../engine/runtime.ts';
 import { empty, tensor } from '../engine/tensor.ts';
+import { fill_ } from '../engine/basic.ts';
 import { NO_ADAPTER_MESSAGE } from '../engine/device.ts';
 
 const t = suite('runtime');
@@ -71,6 +72,23 @@ struct P { n: u32, scale: f32, shift: i32 }
   runtime().dispatch(k, { out }, { n: 7, scale: 0.5, shift: -3 }, [1]);
   assert.is(await out.item(), 0.5);
   assert.throws(() => runtime().dispatch(k, { out }, { n: 7, scale: 0.5 }, [1]), /uniform field shift not given/);
+  out.dispose();
+});
+
+t('a repeated dispatch reuses its bind group, and evicted uniforms are never bound again', async () => {
+  const rt = runtime();
+  const out = empty([3]);
+  fill_(out, 1.25);
+  await rt.sync();
+  const created = rt.stats.bindGroupsCreated;
+  for (let i = 0; i < 10; i++) fill_(out, 1.25);
+  assert.is(rt.stats.bindGroupsCreated, created, 'no bind group built for an identical dispatch');
+  // more distinct uniform contents than the cache holds: the first value's buffer is evicted and destroyed
+  for (let i = 0; i < 8300; i++) fill_(out, 1000 + i);
+  await rt.sync();
+  fill_(out, 1.25);
+  assert.equal([...(await out.read())], [1.25, 1.25, 1.25]);
+  await rt.sync();
   out.dispose();
 });
 
