@@ -22,6 +22,8 @@ export interface Env {
   reset(seed?: number): Float64Array;
   /** Advances one step. The action is used as given (clipping, if any, is the simulator's rule). */
   step(action: ArrayLike<number>): StepResult;
+  /** The simulator's generalised positions and velocities (MuJoCo qpos/qvel), recorded as infos/qpos, infos/qvel. */
+  physicsState?(): { qpos: Float64Array; qvel: Float64Array };
   /** Frees simulator memory; the environment is unusable afterwards. */
   close(): void;
 }
