@@ -18,6 +18,7 @@ t.before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webdiffuser-d4rl-'
 t.after(() => { fs.rmSync(dir, { recursive: true, force: true }); });
 
 type Column = { data: Float32Array | Float64Array | Int32Array | Uint8Array | string[]; shape: number[]; dtype?: string };
+type Columns = { observations: Column; actions: Column; rewards: Column; terminals: Column; timeouts: Column; [key: string]: Column };
 
 /** Writes the given keys with h5wasm as they are, without any of the writer's checks. */
 async function rawFile(name: string, columns: Record<string, Column>): Promise<string> {
@@ -38,7 +39,7 @@ async function rawFile(name: string, columns: Record<string, Column>): Promise<s
 }
 
 /** A small well-formed dataset: 2 episodes of 4 steps (first ends by termination, second by timeout). */
-function columns(n = 8, obsDim = 3, actDim = 2): Record<string, Column> {
+function columns(n = 8, obsDim = 3, actDim = 2): Columns {
   const r = rng(7);
   const term = new Uint8Array(n);
   const tout = new Uint8Array(n);
