@@ -38,8 +38,9 @@ export class PendulumEnv implements Env {
   private elapsed = 0;
   private running = false;
 
+  /** Without a seed the generator is seeded from Math.random (as the registry documents). */
   constructor(opts: { seed?: number; maxEpisodeSteps?: number } = {}) {
-    this.rng = new HostRng(opts.seed ?? 0);
+    this.rng = new HostRng(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
     this.maxEpisodeSteps = opts.maxEpisodeSteps ?? PENDULUM.maxEpisodeSteps;
   }
 

@@ -5,6 +5,8 @@ import { VecEnv } from './core.ts';
 import type { Env } from './core.ts';
 import { HalfCheetahEnv } from './half_cheetah.ts';
 import { HopperEnv } from './hopper.ts';
+import { MountainCarContinuousEnv } from './mountain_car.ts';
+import { PendulumEnv } from './pendulum.ts';
 import { Walker2dEnv } from './walker2d.ts';
 
 export interface EnvOptions {
@@ -18,12 +20,16 @@ const factories: Record<string, EnvFactory> = {
   'Hopper-v4': (opts) => HopperEnv.create(opts),
   'HalfCheetah-v4': (opts) => HalfCheetahEnv.create(opts),
   'Walker2d-v4': (opts) => Walker2dEnv.create(opts),
+  'Pendulum-v1': async (opts) => new PendulumEnv(opts),
+  'MountainCarContinuous-v0': async (opts) => new MountainCarContinuousEnv(opts),
 };
 
 const aliases: Record<string, string> = {
   hopper: 'Hopper-v4',
   halfcheetah: 'HalfCheetah-v4',
   walker2d: 'Walker2d-v4',
+  pendulum: 'Pendulum-v1',
+  mountaincar: 'MountainCarContinuous-v0',
 };
 
 /** Every id makeEnv accepts (Gymnasium ids, then aliases). */
