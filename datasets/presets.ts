@@ -177,6 +177,11 @@ export const REFERENCE_SCORES: Record<string, ReferenceScore> = {
   'maze2d-umaze': { min: 23.85, max: 161.86, source: D4RL_INFOS },
   'maze2d-medium': { min: 13.13, max: 277.39, source: D4RL_INFOS },
   'maze2d-large': { min: 6.7, max: 273.99, source: D4RL_INFOS },
+  pendulum: {
+    min: -1281.8036339607909,
+    max: -162.16375270197656,
+    source: 'datasets/data/README.md: uniform random (min) and the scripted swing-up without noise (max), 100 episodes each',
+  },
 };
 
 /** Adds or replaces a family's reference returns. */

@@ -14,6 +14,7 @@ import { MountainCarContinuousEnv } from '../envs/mountain_car.ts';
 import { mountainCarBangBang, pendulumSwingUp, zeroPolicy } from '../envs/controllers.ts';
 import { evaluate } from '../envs/evaluate.ts';
 import type { Env } from '../envs/core.ts';
+import { REFERENCE_SCORES, normalizedScore } from '../datasets/presets.ts';
 
 const t = suite('collect');
 
@@ -229,6 +230,29 @@ t('command line: writes a readable file with reference scores; bad input is a cl
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+t('the shipped pendulum-medium-v1 file: its references match the preset table, it scores medium, it replays', async () => {
+  const path = join(import.meta.dirname, '..', 'datasets', 'data', 'pendulum-medium-v1.hdf5');
+  const data = await readD4RL(path, { expect: { obsDim: 3, actDim: 1 } });
+  assert.is(data.size, 50000);
+  const md = data.metadata!;
+  assert.is(md.env_id, 'Pendulum-v1');
+  assert.is(md.ref_min_score, REFERENCE_SCORES.pendulum!.min);
+  assert.is(md.ref_max_score, REFERENCE_SCORES.pendulum!.max);
+  const rets = episodeReturns(data);
+  assert.is(rets.length, 250);
+  const score = rets.reduce((a, r) => a + normalizedScore('pendulum-medium-v1', r), 0) / rets.length;
+  assert.ok(score > 40 && score < 70, `normalised score ${score}`);
+  assert.ok(Math.abs(score - (md.normalized_score_mean as number)) < 1e-3);
+  // the first episodes replay exactly in today's environment: the file and envs/pendulum.ts agree
+  const head: D4RLData = {
+    ...data, size: 2000, observations: data.observations.subarray(0, 6000), actions: data.actions.subarray(0, 2000),
+    rewards: data.rewards.subarray(0, 2000), terminals: data.terminals.subarray(0, 2000), timeouts: data.timeouts.subarray(0, 2000),
+    nextObservations: data.nextObservations!.subarray(0, 6000),
+    infos: { qpos: { data: data.infos!.qpos!.data.subarray(0, 2000), shape: [2000, 1] }, qvel: { data: data.infos!.qvel!.data.subarray(0, 2000), shape: [2000, 1] } },
+  };
+  replay(head, () => new PendulumEnv(), md.seed as number);
 });
 
 t.run();
