@@ -11,7 +11,7 @@
 // astype(bool)), float32 for the float arrays and gzip compression as D4RL's own files do.
 import {
   DatasetFormatError, checkFinite, chunkRows, createForWriting, datasetsBelow, describeDtype, findDataset,
-  openForReading, readFlags, readFloat32, readNumeric, type H5Dataset, type H5Group, type OpenedH5,
+  openForReading, readFlags, readFloat32, readNumeric, withFileName, type H5Dataset, type H5Group, type OpenedH5,
 } from './hdf5.ts';
 
 export { DatasetFormatError } from './hdf5.ts';
@@ -202,6 +202,8 @@ export async function readD4RL(source: string | Uint8Array, opts: ReadD4RLOption
   const opened = await openForReading(source, opts.name);
   try {
     return readOpened(opened, opts);
+  } catch (err) {
+    throw withFileName(opened.name, err);
   } finally {
     opened.close();
   }

@@ -71,6 +71,13 @@ export class DatasetFormatError extends Error {
   override name = 'DatasetFormatError';
 }
 
+/** An error from inside h5wasm (a damaged file, an unreadable dataset) restated with the file's name. */
+export function withFileName(fileName: string, err: unknown): Error {
+  if (err instanceof DatasetFormatError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new DatasetFormatError(`${fileName}: HDF5 read failed: ${message}`, { cause: err });
+}
+
 /** An open HDF5 file for reading, with the h5wasm module its classes belong to. Call close() in finally. */
 export interface OpenedH5 {
   h5: H5Module;

@@ -8,7 +8,7 @@
 // caller names (`dictKeys`), because no order is implied by the file that every consumer would agree on.
 import {
   DatasetFormatError, checkFinite, datasetsBelow, describeDtype, findDataset, openForReading, readFlags,
-  readFloat32, readNumeric, type H5Dataset, type H5Group, type OpenedH5,
+  readFloat32, readNumeric, withFileName, type H5Dataset, type H5Group, type OpenedH5,
 } from './hdf5.ts';
 import type { D4RLData } from './d4rl.ts';
 
@@ -271,6 +271,8 @@ export async function readMinari(dir: string, opts: ReadMinariOptions = {}): Pro
       episodes: episodes.map(({ obsDim: _o, actDim: _a, ...ep }) => ep),
       metadata,
     };
+  } catch (err) {
+    throw withFileName(file, err);
   } finally {
     opened.close();
   }
