@@ -39,6 +39,11 @@ export interface ModelLease {
   release(): void;
 }
 
+/** How many compiled models are alive (each is deleted when its last environment closes). */
+export function liveModelCount(): number {
+  return sharedModels.size;
+}
+
 /** Compiles `xml` (or reuses the compilation of an identical string) and lends it out. */
 export function acquireModel(mj: Mujoco, xml: string): ModelLease {
   let shared = sharedModels.get(xml);
