@@ -328,7 +328,7 @@ t('hopper: one-step replay of recorded Gymnasium transitions', async () => {
   const exact = errors.filter((e) => e < 1e-5).length / errors.length;
   const p95 = errors[Math.floor(0.95 * errors.length)]!;
   // Steps without ground contact match to float32 precision; steps with contact differ by about 1e-2
-  // (MuJoCo 3.14 against the 2.3-era build that recorded the data). Measured: 74% exact, p95 2.4e-2, max 0.49.
+  // (MuJoCo 3.14 against the 2.3-era build that recorded the data). Measured: 74.5% exact, p95 1.4e-2, max 0.49.
   assert.ok(errors.length > 1500, `${errors.length} replayable rows`);
   assert.ok(exact > 0.7, `fraction replayed to 1e-5: ${exact}`);
   assert.ok(p95 < 0.05, `95th percentile error ${p95}`);
