@@ -388,7 +388,7 @@ t('x0 estimate: values and gradients, clip zeroes the gradient outside the box',
 t('bad inputs are clear errors', () => {
   tidy(() => {
     const x = tensor([1, 2, 3], [3]);
-    assert.throws(() => noiseDiscrete(x, DiscreteSchedule.linear(10), new Generator(1)), /noiseDiscrete: x0 must be an f32 \[B, D\]/);
+    assert.throws(() => noiseDiscrete(x, DiscreteSchedule.linear(10), new Generator(1)), /noiseDiscrete: x0 must be an f32 \[B, D\] tensor with D >= 1/);
     const a = tensor([1, 2, 3, 4], [2, 2]);
     const b = tensor([1, 2, 3], [3, 1]);
     assert.throws(() => epsMse(a, b), /epsMse: target/);

@@ -42,7 +42,9 @@ export interface NoisedBatch {
 }
 
 function checkBatch(op: string, x: Tensor): { rows: number; dim: number } {
-  if (x.rank !== 2 || x.dtype !== 'f32') throw new Error(`${op}: x0 must be an f32 [B, D] tensor, got ${x.dtype} [${x.shape}]`);
+  if (x.rank !== 2 || x.dtype !== 'f32' || x.shape[1]! < 1) {
+    throw new Error(`${op}: x0 must be an f32 [B, D] tensor with D >= 1, got ${x.dtype} [${x.shape}]`);
+  }
   return { rows: x.shape[0]!, dim: x.shape[1]! };
 }
 
@@ -53,7 +55,7 @@ function checkSame(op: string, names: string[], ts: Tensor[]): void {
       throw new Error(`${op}: ${names[i]} is ${t.dtype} [${t.shape}], expected f32 [${ref.shape}] like ${names[0]}`);
     }
   });
-  if (ref.rank !== 2) throw new Error(`${op}: ${names[0]} must be [B, D], got [${ref.shape}]`);
+  if (ref.rank !== 2 || ref.size === 0) throw new Error(`${op}: ${names[0]} must be a non-empty [B, D], got [${ref.shape}]`);
 }
 
 function checkRows(op: string, name: string, t: Tensor, rows: number): void {
