@@ -284,7 +284,8 @@ rewards, next_observations, terminals, timeouts, infos/qpos, infos/qvel, metadat
   --steps N           collect exactly N rows (the last episode may be cut)
   --noise STD         Gaussian action noise standard deviation, in action units (default 0)
   --seed S            episode i is reset with S + i (default 0)
-  --num-envs K        environment copies stepped together (default 16)
+  --num-envs K        environment copies stepped together (default 16); the data does not depend on it,
+                      except with --policy random, whose draws follow the batch order
   --reference N       also measure reference returns over N episodes: uniform random (ref min) and the policy
                       without noise (ref max); recorded as metadata/ref_min_score, ref_max_score
   --reference-seed S  first episode seed of the reference runs (default 1000000, apart from the data's seeds)
