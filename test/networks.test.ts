@@ -303,6 +303,38 @@ t('DTQLDenoiserNet matches its float64 reference (no activation after the first 
   }
 });
 
+t('full-size networks (default widths) match their float64 references', async () => {
+  const r = rng(freshSeed());
+  const S = 11, D = 3;
+  {
+    const rows = 257;
+    const net = new DQLNoiseNet(S, D, { rng: new HostRng(freshSeed()) });
+    const x = randn(rows * D, r);
+    const ts = Float32Array.from({ length: rows }, () => Math.floor(r() * 5));
+    const s = randn(rows * S, r);
+    const want = dql64(await weightsOf(net), { rows, stateDim: S, actionDim: D, hidden: 256, depth: 3, timeDim: 16, variant: 'dql' }, x, ts, s);
+    allClose(await forwardHost(net, x, ts, s, rows, D, S), want, 1e-4, 1e-5, 'DQL 256 x 3, batch 257');
+  }
+  {
+    const rows = 33;
+    const net = new IDQLScoreNet(S, D, { rng: new HostRng(freshSeed()) }).eval();
+    const x = randn(rows * D, r);
+    const ts = randu(rows, r, 1e-3, 1);
+    const s = randn(rows * S, r);
+    const want = idql64(await weightsOf(net), { rows, stateDim: S, actionDim: D, hidden: 256, blocks: 3, embedDim: 64, condDim: 128 }, x, ts, s);
+    allClose(await forwardHost(net, x, ts, s, rows, D, S), want, 1e-4, 1e-5, 'ScoreNet_IDQL 256, 3 blocks, batch 33');
+  }
+  {
+    const rows = 65;
+    const net = new DTQLDenoiserNet(S, D, { rng: new HostRng(freshSeed()) });
+    const x = randn(rows * D, r);
+    const ts = randu(rows, r, -1.5, 1.1);
+    const s = randn(rows * S, r);
+    const want = dtql64(await weightsOf(net), { rows, stateDim: S, actionDim: D, hidden: 256, depth: 3, timeDim: 16 }, x, ts, s);
+    allClose(await forwardHost(net, x, ts, s, rows, D, S), want, 1e-4, 1e-5, 'DTQL F 256, batch 65');
+  }
+});
+
 // ---- gradients ----
 
 /** Checks d(sum(out * w))/d(param) for a few entries of every parameter against finite differences of the reference. */
