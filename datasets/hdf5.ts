@@ -134,16 +134,18 @@ export interface CreatedH5 {
 export async function createForWriting(path: string | null, trackOrder = false): Promise<CreatedH5> {
   if (path !== null) {
     const h5 = await h5ForPaths();
-    const file = new h5.File(path, 'w', { track_order: trackOrder });
+    const fs = await import('node:fs');
+    // written beside the target and renamed at the end, so a crash never leaves a half-written file at `path`
+    const partPath = `${path}.part-${Date.now()}-${memoryFileCounter++}`;
+    const file = new h5.File(partPath, 'w', { track_order: trackOrder });
     if (file.file_id < 0n) throw new DatasetFormatError(`${path}: HDF5 could not create the file`);
     return {
       h5,
       file,
-      finish: () => { file.close(); return null; },
+      finish: () => { file.close(); fs.renameSync(partPath, path); return null; },
       abandon: async () => {
         try { file.close(); } catch { /* already unusable */ }
-        const fs = await import('node:fs');
-        fs.rmSync(path, { force: true });
+        fs.rmSync(partPath, { force: true });
       },
     };
   }
