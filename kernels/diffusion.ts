@@ -27,7 +27,7 @@ function familyParams(family: NoiseFamily): string {
     case 'discrete':
       return 'steps: u32';
     case 'vpsde':
-      return 'tMin: f32, beta0: f32, beta1: f32';
+      return 'tMin: f32, tMax: f32, beta0: f32, beta1: f32';
     case 'edm':
       return 'loc: f32, scale: f32, cdfLo: f32, cdfHiComp: f32, cdfSpan: f32, sigmaData: f32';
   }
@@ -56,7 +56,7 @@ function familyTime(family: NoiseFamily): string {
   let tnet = f32(k);`;
     case 'vpsde':
       return `
-  let t = p.tMin + (1.0 - p.tMin) * philox_unit(w);
+  let t = p.tMin + (p.tMax - p.tMin) * philox_unit(w);
   let logA = -0.25 * t * t * (p.beta1 - p.beta0) - 0.5 * t * p.beta0;
   let a = exp(logA);
   let s = sqrt(-wd_expm1(2.0 * logA));

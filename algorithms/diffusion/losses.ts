@@ -151,10 +151,13 @@ export function noiseDiscrete(x0: Tensor, schedule: DiscreteSchedule, gen: Gener
   return noise('noiseDiscrete', 'discrete', x0, gen, { steps: schedule.steps }, scheduleTable(schedule));
 }
 
-/** VP-SDE noising: t ~ U(tMin, 1) per row (time = t), x_t = alpha(t) x0 + sigma(t) z. Differentiable in x0. */
-export function noiseVPSDE(x0: Tensor, schedule: VPSDE, gen: Generator, tMin = schedule.tMin): NoisedBatch {
-  if (!(tMin >= 0 && tMin < 1)) throw new Error(`noiseVPSDE: tMin must be in [0, 1), got ${tMin}`);
-  return noise('noiseVPSDE', 'vpsde', x0, gen, { tMin, beta0: schedule.beta0, beta1: schedule.beta1 }, null);
+/**
+ * VP-SDE noising: t ~ U(tMin, tMax) per row (time = t), x_t = alpha(t) x0 + sigma(t) z. Differentiable in x0.
+ * tMax < 1 serves SRPO's policy extraction, which draws t ~ U(0.02, 0.98).
+ */
+export function noiseVPSDE(x0: Tensor, schedule: VPSDE, gen: Generator, tMin = schedule.tMin, tMax = 1): NoisedBatch {
+  if (!(tMin >= 0 && tMin < tMax && tMax <= 1)) throw new Error(`noiseVPSDE: need 0 <= tMin < tMax <= 1, got tMin ${tMin}, tMax ${tMax}`);
+  return noise('noiseVPSDE', 'vpsde', x0, gen, { tMin, tMax, beta0: schedule.beta0, beta1: schedule.beta1 }, null);
 }
 
 /**
