@@ -167,8 +167,9 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
     const at = dataStart + s.begin;
     let data: SafetensorsData;
     if (LITTLE_ENDIAN_HOST) {
-      // copying also realigns data that sits at an offset not divisible by 4
-      const raw = bytes.slice(at, at + n * 4).buffer;
+      // copying also realigns data that sits at an offset not divisible by 4; new Uint8Array(view) copies even
+      // when bytes is a Node Buffer, whose slice() returns a view of a shared pool rather than a copy
+      const raw = new Uint8Array(bytes.subarray(at, at + n * 4)).buffer;
       data = s.dtype === 'F32' ? new Float32Array(raw) : s.dtype === 'I32' ? new Int32Array(raw) : new Uint32Array(raw);
     } else {
       data = s.dtype === 'F32' ? new Float32Array(n) : s.dtype === 'I32' ? new Int32Array(n) : new Uint32Array(n);
