@@ -6,11 +6,14 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { axpy_, zeros } from '../../engine/basic.ts';
 import type { Module } from '../../engine/nn.ts';
 import type { AdamW } from '../../engine/optim.ts';
 import type { Generator } from '../../engine/random.ts';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsEntry } from '../../engine/safetensors.ts';
+import { runtime } from '../../engine/runtime.ts';
 import { keep, type Tensor } from '../../engine/tensor.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -598,15 +601,20 @@ export function assertFinite(phase: string, step: number, values: Record<string,
  * NaN at any step of an interval survives into the interval's mean.
  */
 export class LossMeter {
-  private sums = new Map<string, Tensor>();
+  private sums = new Map<string, { sum: Tensor; names: string[] | null }>();
   private count = 0;
 
-  /** Adds this step's losses ([1] tensors). */
-  add(losses: Record<string, Tensor>): void {
-    for (const [k, t] of Object.entries(losses)) {
-      let s = this.sums.get(k);
-      if (!s) this.sums.set(k, (s = keep(zeros([1]))));
-      axpy_(s, t);
+  /**
+   * Adds this step's losses: [1] tensors by name, or [k] tensors whose components are named by `components`
+   * (e.g. diagnostics computed together), given as { key: [tensor, names] }.
+   */
+  add(losses: Record<string, Tensor | [Tensor, string[]]>): void {
+    for (const [k, v] of Object.entries(losses)) {
+      const [t, names] = Array.isArray(v) ? v : [v, null];
+      if (names && names.length !== t.size) throw new Error(`LossMeter.add: ${names.length} names for "${k}" of ${t.size} values`);
+      let entry = this.sums.get(k);
+      if (!entry) this.sums.set(k, (entry = { sum: keep(zeros([t.size])), names }));
+      axpy_(entry.sum, t);
     }
     this.count++;
   }
@@ -616,13 +624,15 @@ export class LossMeter {
     return this.count;
   }
 
-  /** The mean of each loss since the last drain (one readback per loss), and resets. */
+  /** The mean of each value since the last drain (one readback per entry), and resets. */
   async drain(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     const n = this.count;
-    for (const [k, s] of this.sums) {
-      out[k] = n > 0 ? (await s.item()) / n : Number.NaN;
-      s.dispose();
+    for (const [k, { sum, names }] of this.sums) {
+      const data = await sum.read();
+      if (names) names.forEach((name, i) => (out[name] = n > 0 ? data[i]! / n : Number.NaN));
+      else out[k] = n > 0 ? data[0]! / n : Number.NaN;
+      sum.dispose();
     }
     this.sums.clear();
     this.count = 0;
@@ -630,8 +640,52 @@ export class LossMeter {
   }
 
   dispose(): void {
-    for (const s of this.sums.values()) s.dispose();
+    for (const { sum } of this.sums.values()) sum.dispose();
     this.sums.clear();
     this.count = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// GPU object churn
+
+let collectGarbage: (() => void) | null | undefined;
+
+function garbageCollector(): (() => void) | null {
+  if (collectGarbage === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      collectGarbage = runInNewContext('gc') as () => void;
+    } catch {
+      collectGarbage = null;
+    }
+  }
+  return collectGarbage;
+}
+
+/**
+ * Bounds the native GPU objects a long training loop leaves behind. Every dispatch whose uniforms change from
+ * step to step (random-stream positions, optimiser bias corrections, learning rates) makes a new bind group;
+ * dropped bind groups are freed only when the JavaScript garbage collector finalises their wrappers, and on
+ * lavapipe each one holds a memory mapping, so a run of many thousand steps can exhaust the process's
+ * mappings (vm.max_map_count) long before memory. Every `every` new bind groups this clears the runtime's
+ * caches (trimPool) and runs a full collection. Cheap enough to call at every log point.
+ */
+export class GpuChurnGuard {
+  private last: number;
+  readonly every: number;
+
+  constructor(every = 16384) {
+    this.every = every;
+    this.last = runtime().stats.bindGroupsCreated;
+  }
+
+  check(): boolean {
+    const rt = runtime();
+    if (rt.stats.bindGroupsCreated - this.last < this.every) return false;
+    this.last = rt.stats.bindGroupsCreated;
+    rt.trimPool();
+    garbageCollector()?.();
+    return true;
   }
 }
