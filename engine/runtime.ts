@@ -31,7 +31,9 @@ const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 const MAP_READ_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
 const MAX_UNIFORMS = 8192;
-const MAX_BIND_GROUPS = 65536;
+// Dawn on lavapipe segfaults once about 64k bind groups are alive at once; dropped ones live until JS GC
+// collects them, so the cache stays far below that.
+const MAX_BIND_GROUPS = 16384;
 
 export interface RuntimeOptions extends RequestOptions {
   /** Use this device instead of creating one (embedding in another WebGPU program). */
