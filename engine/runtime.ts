@@ -132,10 +132,24 @@ export class Runtime {
     else this.pushFree(b);
   }
 
+  /**
+   * Each free list is kept sorted by buffer id, highest first, so acquire() takes the oldest free buffer. A
+   * training step that allocates and frees in the same order then gets the same buffers every time and its
+   * bind groups come from the cache; in LIFO order the assignment drifts from step to step, every dispatch
+   * builds a new bind group, and lavapipe crashes (SIGSEGV) once some 65k of them are alive.
+   */
   private pushFree(b: GPUBuffer): void {
     let list = this.freeBuffers.get(b.size);
     if (!list) this.freeBuffers.set(b.size, (list = []));
-    list.push(b);
+    const id = this.bufferId(b);
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.bufferId(list[mid]!) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, b);
   }
 
   /** Destroys pooled buffers not in use (e.g. between benchmark cases). */
