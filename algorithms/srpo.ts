@@ -254,8 +254,9 @@ export interface PhaseRun {
 }
 
 export interface RunContext {
-  cfg: SrpoConfig;
-  log: JsonlLog | null;
+  cfg: Pick<SrpoConfig, 'logEvery' | 'checkpointEvery'>;
+  /** Where log records go (a JsonlLog, or anything with write). */
+  log: { write(record: Record<string, unknown>): void } | null;
   stream?: ProgressStream;
   /** Print messages (default: stderr through the progress line). */
   quiet?: boolean;
@@ -323,6 +324,56 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
     meter.dispose();
   }
   return { phase: run.phase, steps: run.steps, startStep, ms: performance.now() - t0, last, evals };
+}
+
+// =========================================================================================================
+// The three phases as runnable units (what runSrpo runs; tests drive them directly)
+
+/** Phase 1 over a replay store: the behaviour model, its optimiser, and the data and dropout streams. */
+export function behaviorPhase(b: BehaviorModel, store: ReplayStore, cfg: SrpoConfig, checkpoint: string): PhaseRun & { opt: AdamW } {
+  const gen = new Generator(cfg.seed * 16 + PHASE_SEED.behavior);
+  const opt = behaviorOptimizer(b, cfg);
+  return {
+    phase: 'behavior',
+    steps: cfg.behaviorSteps,
+    checkpoint,
+    parts: { modules: { behavior: b.net }, optimizers: { behavior: opt }, generators: { data: gen, dropout: b.dropout } },
+    step: () => ({ loss: behaviorStep(b, opt, store.sample(cfg.behaviorBatch, gen), gen) }),
+    opt,
+  };
+}
+
+/** Phase 2: IQL updates on minibatches of the store. */
+export function criticPhase(critic: IQLCritic, store: ReplayStore, cfg: SrpoConfig, checkpoint: string): PhaseRun {
+  const gen = new Generator(cfg.seed * 16 + PHASE_SEED.critic);
+  return {
+    phase: 'critic',
+    steps: cfg.criticSteps,
+    checkpoint,
+    parts: { modules: critic.modules(), optimizers: { q: critic.qOptimizer, v: critic.vOptimizer }, generators: { data: gen } },
+    step: () => {
+      const { vLoss, qLoss } = critic.update(store.sample(cfg.criticBatch, gen));
+      return { qLoss, vLoss };
+    },
+  };
+}
+
+/** Phase 3: the surrogate loss on the store's states; `evaluate` (optional) scores the actor at eval points. */
+export function actorPhase(tr: ActorTraining, store: ReplayStore, checkpoint: string, evaluate?: PhaseRun['evaluate']): PhaseRun {
+  const { cfg } = tr;
+  const gen = new Generator(cfg.seed * 16 + PHASE_SEED.actor);
+  return {
+    phase: 'actor',
+    steps: cfg.actorSteps,
+    checkpoint,
+    parts: { modules: { actor: tr.actor }, optimizers: { actor: tr.opt }, generators: { data: gen } },
+    evalEvery: cfg.evalEvery,
+    evaluate,
+    step: (i) => {
+      const { loss, terms } = actorStep(tr, store.sample(cfg.actorBatch, gen).obs, gen, i);
+      return { loss, terms: [terms, ['scoreTerm', 'qGradTerm']] };
+    },
+  };
 }
 
 // =========================================================================================================
@@ -438,21 +489,10 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
 
   // ---- phase 1: behaviour model
   {
-    const gen = new Generator(cfg.seed * 16 + PHASE_SEED.behavior);
-    const opt = behaviorOptimizer(behavior, cfg);
-    const parts: CheckpointParts = { modules: { behavior: behavior.net }, optimizers: { behavior: opt }, generators: { data: gen, dropout: behavior.dropout } };
-    const start = prepare('behavior', parts, opts.behaviorFile);
-    if (start !== 'done') {
-      const r = await runPhase({
-        phase: 'behavior',
-        steps: cfg.behaviorSteps,
-        checkpoint: paths.behavior,
-        parts,
-        step: () => ({ loss: behaviorStep(behavior, opt, data.store.sample(cfg.behaviorBatch, gen), gen) }),
-      }, ctx, start);
-      seconds.behavior = r.ms / 1000;
-    }
-    opt.dispose();
+    const run = behaviorPhase(behavior, data.store, cfg, paths.behavior);
+    const start = prepare('behavior', run.parts, opts.behaviorFile);
+    if (start !== 'done') seconds.behavior = (await runPhase(run, ctx, start)).ms / 1000;
+    run.opt.dispose();
     behavior.net.eval();
     if (cfg.bcEval) {
       const t = performance.now();
@@ -466,22 +506,9 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
 
   // ---- phase 2: critic
   {
-    const gen = new Generator(cfg.seed * 16 + PHASE_SEED.critic);
-    const parts: CheckpointParts = { modules: critic.modules(), optimizers: { q: critic.qOptimizer, v: critic.vOptimizer }, generators: { data: gen } };
-    const start = prepare('critic', parts, opts.criticFile);
-    if (start !== 'done') {
-      const r = await runPhase({
-        phase: 'critic',
-        steps: cfg.criticSteps,
-        checkpoint: paths.critic,
-        parts,
-        step: () => {
-          const { vLoss, qLoss } = critic.update(data.store.sample(cfg.criticBatch, gen));
-          return { qLoss, vLoss };
-        },
-      }, ctx, start);
-      seconds.critic = r.ms / 1000;
-    }
+    const run = criticPhase(critic, data.store, cfg, paths.critic);
+    const start = prepare('critic', run.parts, opts.criticFile);
+    if (start !== 'done') seconds.critic = (await runPhase(run, ctx, start)).ms / 1000;
   }
 
   // ---- phase 3: actor
@@ -489,30 +516,17 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
   const policy = actorPolicy(actor, data.obsStats, box);
   let final: EvaluateResult | null = null;
   {
-    const gen = new Generator(cfg.seed * 16 + PHASE_SEED.actor);
-    const parts: CheckpointParts = { modules: { actor }, optimizers: { actor: tr.opt }, generators: { data: gen } };
-    const start = prepare('actor', parts, undefined);
+    let evalMs = 0;
+    const run = actorPhase(tr, data.store, paths.actor, async (step) => {
+      const t = performance.now();
+      const res = await evaluatePolicy(policy, cfg);
+      evalMs += performance.now() - t;
+      if (step === cfg.actorSteps) final = res;
+      return { mean: res.normalizedMean!, std: res.normalizedStd!, returnMean: res.mean };
+    });
+    const start = prepare('actor', run.parts, undefined);
     if (start !== 'done') {
-      let evalMs = 0;
-      const r = await runPhase({
-        phase: 'actor',
-        steps: cfg.actorSteps,
-        checkpoint: paths.actor,
-        parts,
-        evalEvery: cfg.evalEvery,
-        step: (i) => {
-          const batch = data.store.sample(cfg.actorBatch, gen);
-          const { loss, terms } = actorStep(tr, batch.obs, gen, i);
-          return { loss, terms: [terms, ['scoreTerm', 'qGradTerm']] };
-        },
-        evaluate: async (step) => {
-          const t = performance.now();
-          const res = await evaluatePolicy(policy, cfg);
-          evalMs += performance.now() - t;
-          if (step === cfg.actorSteps) final = res;
-          return { mean: res.normalizedMean!, std: res.normalizedStd!, returnMean: res.mean };
-        },
-      }, ctx, start);
+      const r = await runPhase(run, ctx, start);
       seconds.actor = (r.ms - evalMs) / 1000;
       seconds.evaluation += evalMs / 1000;
       allEvals.push(...r.evals);

@@ -7,6 +7,18 @@ import { backward } from '../engine/autograd.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { srpoSurrogateLoss, SRPO_LOSS_CHUNK, type SrpoWeighting } from '../algorithms/srpo/loss.ts';
 import { VPSDE } from '../algorithms/diffusion/schedules.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ReplayStore } from '../datasets/replay.ts';
+import type { Transitions } from '../datasets/d4rl.ts';
+import { NonFiniteLossError, loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
+import {
+  actorPhase, actorTraining, behaviorPhase, criticPhase, makeActor, makeBehavior, makeCritic, runPhase, taskConfig,
+  type PhaseRun, type SrpoConfig,
+} from '../algorithms/srpo.ts';
+import type { Module } from '../engine/nn.ts';
+import type { ParamGroup } from '../engine/params.ts';
 
 const t = suite('srpo');
 t.before(gpu);
@@ -136,6 +148,186 @@ t('surrogate loss rejects mismatched shapes with the op name', () => {
     assert.throws(() => srpoSurrogateLoss(a, bad, a, rowsT, rowsT, { beta: 1 }), /srpoSurrogateLoss: eps must be f32 \[3, 2\]/);
     assert.throws(() => srpoSurrogateLoss(a, a, a, bad, rowsT, { beta: 1 }), /alpha must be f32 \[3\]/);
   });
+});
+
+
+// ---------------------------------------------------------------------------------------------------------
+// The phases on tiny settings
+
+let scratch = '';
+t.before(() => {
+  scratch = mkdtempSync(join(tmpdir(), 'wd-srpo-'));
+});
+t.after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function tinyConfig(over: Partial<SrpoConfig> = {}): SrpoConfig {
+  return {
+    ...taskConfig('pendulum-quick'),
+    behaviorHidden: 32,
+    behaviorBlocks: 1,
+    behaviorEmbedDim: 16,
+    behaviorCondDim: 16,
+    behaviorBatch: 128,
+    behaviorLr: 3e-3,
+    criticHidden: [32, 32],
+    criticBatch: 128,
+    criticLr: 3e-3,
+    actorHidden: 32,
+    actorBatch: 128,
+    actorLr: 3e-3,
+    beta: 1,
+    logEvery: 10,
+    checkpointEvery: 10,
+    ...over,
+  };
+}
+
+/** States N(0, 1); actions tanh of the state plus noise, in [-1, 1]; reward -(a - tanh(s))^2, terminal. */
+function syntheticTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
+  const r = rng(seed);
+  const obs = randn(n * obsDim, r);
+  const actions = new Float32Array(n * actDim);
+  const rewards = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let pen = 0;
+    for (let d = 0; d < actDim; d++) {
+      const mean = Math.tanh(obs[i * obsDim + (d % obsDim)]!);
+      const a = Math.max(-1, Math.min(1, mean + 0.3 * randn(1, r)[0]!));
+      actions[i * actDim + d] = a;
+      pen += (a - mean) ** 2;
+    }
+    rewards[i] = -pen;
+  }
+  return { size: n, obsDim, actDim, observations: obs, actions, rewards, nextObservations: randn(n * obsDim, r), dones: new Float32Array(n).fill(1) };
+}
+
+function recorder() {
+  const records: Record<string, unknown>[] = [];
+  return { records, write: (rec: Record<string, unknown>) => void records.push(rec) };
+}
+
+async function allFinite(group: ParamGroup, what: string): Promise<void> {
+  const g = await group.grads.read();
+  assert.ok(g.every((x) => Number.isFinite(x)), `${what}: gradients finite`);
+  assert.ok(g.some((x) => x !== 0), `${what}: gradients not all zero`);
+}
+
+async function parameterValues(m: Module): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of m.parameters()) out.push(...(await p.read()));
+  return out;
+}
+
+const series = (records: Record<string, unknown>[], key: string) => records.filter((r) => typeof r[key] === 'number').map((r) => r[key] as number);
+
+t('each phase on tiny settings: losses fall, gradients stay finite, the actor raises Q', async () => {
+  const obsDim = 3;
+  const actDim = 2;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(2048, obsDim, actDim, 7));
+  const cfg = tinyConfig({ behaviorSteps: 120, criticSteps: 120, actorSteps: 80, logEvery: 20, checkpointEvery: 1000 });
+  const log = recorder();
+  const ctx = { cfg, log, quiet: true, stream: { write: () => true } };
+
+  const behavior = makeBehavior(obsDim, actDim, cfg);
+  const b = behaviorPhase(behavior, store, cfg, join(scratch, 'tiny-behavior.safetensors'));
+  await runPhase(b, ctx);
+  const bl = series(log.records.filter((r) => r['phase'] === 'behavior'), 'loss');
+  assert.ok(bl[bl.length - 1]! < 0.8 * bl[0]!, `behaviour loss ${bl.map((x) => x.toFixed(3))}`);
+  await allFinite(b.opt.group, 'behaviour');
+
+  const critic = makeCritic(obsDim, actDim, cfg);
+  await runPhase(criticPhase(critic, store, cfg, join(scratch, 'tiny-critic.safetensors')), ctx);
+  const ql = series(log.records.filter((r) => r['phase'] === 'critic'), 'qLoss');
+  assert.ok(ql[ql.length - 1]! < 0.5 * ql[0]!, `critic q loss ${ql.map((x) => x.toFixed(3))}`);
+  await allFinite(critic.qOptimizer.group, 'critic Q');
+  await allFinite(critic.vOptimizer.group, 'critic V');
+
+  const actor = makeActor(obsDim, actDim, cfg);
+  const tr = actorTraining(actor, behavior, critic, cfg);
+  const states = store.sample(256, new (await import('../engine/random.ts')).Generator(99)).obs;
+  const meanQ = async () => {
+    const { noGrad } = await import('../engine/autograd.ts');
+    const q = tidy(() => noGrad(() => critic.qTarget.mean(states, actor.forward(states))));
+    const v = (await q.read()) as Float32Array;
+    q.dispose();
+    return v.reduce((x, y) => x + y, 0) / v.length;
+  };
+  const q0 = await meanQ();
+  await runPhase(actorPhase(tr, store, join(scratch, 'tiny-actor.safetensors')), ctx);
+  const q1 = await meanQ();
+  const al = series(log.records.filter((r) => r['phase'] === 'actor'), 'loss');
+  assert.ok(al[al.length - 1]! < al[0]!, `actor loss ${al.map((x) => x.toFixed(4))}`);
+  assert.ok(q1 > q0, `Q of the actor's actions ${q0.toFixed(4)} -> ${q1.toFixed(4)}`);
+  await allFinite(tr.opt.group, 'actor');
+  states.dispose();
+  store.dispose();
+});
+
+t('a resumed phase takes exactly the steps of an uninterrupted run (behaviour, critic, actor)', async () => {
+  const obsDim = 3;
+  const actDim = 2;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(1024, obsDim, actDim, 8));
+  const cfg = tinyConfig({ behaviorSteps: 6, criticSteps: 6, actorSteps: 6, logEvery: 2, checkpointEvery: 2, seed: 3 });
+  const ctx = { cfg, log: null, quiet: true, stream: { write: () => true } };
+  // frozen inputs of the actor phase, shared by both runs
+  const frozenB = makeBehavior(obsDim, actDim, cfg);
+  const frozenC = makeCritic(obsDim, actDim, cfg);
+  type Built = { run: PhaseRun; module: Module };
+  const builders: Record<string, (path: string) => Built> = {
+    behavior: (path) => {
+      const b = makeBehavior(obsDim, actDim, cfg);
+      return { run: behaviorPhase(b, store, cfg, path), module: b.net };
+    },
+    critic: (path) => {
+      const c = makeCritic(obsDim, actDim, cfg);
+      return { run: criticPhase(c, store, cfg, path), module: c.q };
+    },
+    actor: (path) => {
+      const a = makeActor(obsDim, actDim, cfg);
+      return { run: actorPhase(actorTraining(a, frozenB, frozenC, cfg), store, path), module: a };
+    },
+  };
+  for (const [phase, build] of Object.entries(builders)) {
+    const whole = build(join(scratch, `whole-${phase}.safetensors`));
+    await runPhase(whole.run, ctx);
+    const path = join(scratch, `part-${phase}.safetensors`);
+    const first = build(path);
+    await runPhase({ ...first.run, steps: 4 }, ctx);
+    assert.is(readCheckpointInfo(path).step, 4);
+    const second = build(path);
+    const info = loadCheckpoint(path, second.run.parts);
+    await runPhase(second.run, ctx, info.step);
+    const a = await parameterValues(whole.module);
+    const b = await parameterValues(second.module);
+    assert.is(a.length, b.length);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    assert.ok(worst <= 1e-6, `${phase}: resumed parameters differ from the uninterrupted run by ${worst}`);
+    assert.not.equal(a, await parameterValues(first.module), `${phase}: steps 5-6 changed the parameters`);
+  }
+  store.dispose();
+});
+
+t('a NaN loss stops the phase naming it and the steps, and keeps the last good checkpoint', async () => {
+  const { tensor: mk } = await import('../engine/tensor.ts');
+  const actor = makeActor(3, 1, tinyConfig());
+  const path = join(scratch, 'nan.safetensors');
+  const run: PhaseRun = {
+    phase: 'actor',
+    steps: 10,
+    checkpoint: path,
+    parts: { modules: { actor } },
+    step: (i) => ({ loss: mk([i === 6 ? Number.NaN : 1 / (i + 1)]) }),
+  };
+  try {
+    await runPhase(run, { cfg: { logEvery: 2, checkpointEvery: 2 }, log: null, quiet: true, stream: { write: () => true } });
+    assert.unreachable('no error');
+  } catch (e) {
+    assert.instance(e, NonFiniteLossError);
+    assert.match((e as Error).message, "phase 'actor' in steps 7..8: loss = NaN");
+    assert.match((e as Error).message, `last good checkpoint is kept: ${path}`);
+  }
+  assert.is(readCheckpointInfo(path).step, 6);
 });
 
 t.run();
