@@ -98,17 +98,18 @@ export function expectileLoss(pred: Tensor, target: Tensor, tau: number): Tensor
 
 /**
  * Twin-head TD loss, scalar [1]: (MSE(q1, y) + MSE(q2, y)) / 2 with y = reward + discount notDone nextV
- * per row (SRPO's and CORL's Q loss). Differentiable in q1 and q2; reward, notDone and nextV are constants.
- * All five are [B] or [B, 1].
+ * per row (SRPO's and CORL's Q loss), or the plain sum of the two MSEs with heads 'sum' (DTQL's).
+ * Differentiable in q1 and q2; reward, notDone and nextV are constants. All five are [B] or [B, 1].
  */
-export function twinTdLoss(q1: Tensor, q2: Tensor, reward: Tensor, notDone: Tensor, nextV: Tensor, discount: number): Tensor {
+export function twinTdLoss(q1: Tensor, q2: Tensor, reward: Tensor, notDone: Tensor, nextV: Tensor, discount: number, heads: 'mean' | 'sum' = 'mean'): Tensor {
   const op = 'twinTdLoss';
   const rows = q1.size;
   if (rows === 0) throw new Error(`${op}: empty batch`);
   const named: [string, Tensor][] = [['q1', q1], ['q2', q2], ['reward', reward], ['notDone', notDone], ['nextV', nextV]];
   for (const [name, t] of named) checkColumn(op, name, t, rows);
   checkFinite(op, 'discount', discount, discount >= 0, '>= 0');
-  const scale = 0.5 / rows;
+  if (heads !== 'mean' && heads !== 'sum') throw new Error(`${op}: heads must be 'mean' or 'sum', got ${String(heads)}`);
+  const scale = (heads === 'mean' ? 0.5 : 1) / rows;
   const buffers = { q1, q2, reward, notDone, nextV };
   const out = reduceLoss('twinTd', buffers, rows, scale, { discount });
   if (needsGrad(q1, q2)) {
@@ -211,6 +212,8 @@ export interface IQLConfig {
    * backward of vLoss + qLoss).
    */
   valueTarget?: 'target' | 'online';
+  /** The Q loss over the two heads: 'mean' of the two MSEs (default; SRPO, CORL) or their 'sum' (DTQL). */
+  qLossHeads?: 'mean' | 'sum';
   /** Join order of the Q input: 'sa' (default) or 'as' (SRPO's checkpoints). */
   inputOrder?: 'sa' | 'as';
 }
@@ -226,14 +229,18 @@ export const IQL_DEFAULTS: IQLConfig = Object.freeze({
   layerNorm: false,
   gradClip: null,
   valueTarget: 'target',
+  qLossHeads: 'mean',
   inputOrder: 'sa',
 }) as IQLConfig;
 
 /** Overrides for AntMaze (IQL, SRPO, IDQL): expectile 0.9. */
 export const IQL_ANTMAZE: Partial<IQLConfig> = Object.freeze({ expectile: 0.9 });
 
-/** DTQL's critic (§5.3): Q with LayerNorm and Mish, 3 x 256, V regressed to the online Q, one joint step. */
-export const IQL_DTQL: Partial<IQLConfig> = Object.freeze({ hidden: [256, 256, 256], act: 'mish', layerNorm: true, valueTarget: 'online' });
+/**
+ * DTQL's critic: Q heads 3 x (Linear 256, LayerNorm, Mish), V 3 x (256, Mish), V regressed to the online Q,
+ * one joint step on vLoss + MSE(Q1) + MSE(Q2).
+ */
+export const IQL_DTQL: Partial<IQLConfig> = Object.freeze({ hidden: [256, 256, 256], act: 'mish', layerNorm: true, valueTarget: 'online', qLossHeads: 'sum' });
 
 export interface IQLStep {
   /** Scalar [1] losses of this step, left on the GPU; the caller disposes them (or runs update in tidy). */
@@ -253,6 +260,7 @@ function resolveConfig(partial: Partial<IQLConfig>): Required<IQLConfig> {
   if (c.gradClip !== null) checkFinite('IQLCritic', 'gradClip', c.gradClip, c.gradClip > 0, '> 0 or null');
   if (c.act !== 'relu' && c.act !== 'mish') throw new Error(`IQLCritic: act must be 'relu' or 'mish', got ${String(c.act)}`);
   if (c.valueTarget !== 'target' && c.valueTarget !== 'online') throw new Error(`IQLCritic: valueTarget must be 'target' or 'online', got ${String(c.valueTarget)}`);
+  if (c.qLossHeads !== 'mean' && c.qLossHeads !== 'sum') throw new Error(`IQLCritic: qLossHeads must be 'mean' or 'sum', got ${String(c.qLossHeads)}`);
   return c;
 }
 
@@ -326,7 +334,7 @@ export class IQLCritic {
         stepOptimizer(this.vGroup, this.vOptimizer, c.gradClip);
         // Q <- argmin E (Q_i(s, a) - (r + gamma notDone V(s')))^2, averaged over the heads
         const [q1, q2] = this.q.forwardJoined(sa);
-        qLoss = twinTdLoss(q1, q2, rewards, notDone, nextV, c.discount);
+        qLoss = twinTdLoss(q1, q2, rewards, notDone, nextV, c.discount, c.qLossHeads);
         this.qGroup.zeroGrad();
         backward(qLoss);
         stepOptimizer(this.qGroup, this.qOptimizer, c.gradClip);
@@ -336,7 +344,7 @@ export class IQLCritic {
         qMin = noGrad(() => minimum(q1, q2));
         v = this.v.forward(obs);
         vLoss = expectileLoss(v, qMin, c.expectile);
-        qLoss = twinTdLoss(q1, q2, rewards, notDone, nextV, c.discount);
+        qLoss = twinTdLoss(q1, q2, rewards, notDone, nextV, c.discount, c.qLossHeads);
         this.vGroup.zeroGrad();
         this.qGroup.zeroGrad();
         backward(add(vLoss, qLoss));
@@ -349,6 +357,18 @@ export class IQLCritic {
       if (opts.advantage) step.advantage = noGrad(() => sub(qMin, v));
       return step;
     });
+  }
+
+  /** Sets the learning rate of both optimisers (for a schedule the caller steps, e.g. DTQL's cosine decay). */
+  setLR(lr: number): void {
+    checkFinite('IQLCritic.setLR', 'lr', lr, lr >= 0, '>= 0');
+    this.qOptimizer.lr = lr;
+    this.vOptimizer.lr = lr;
+  }
+
+  /** Optimiser steps taken so far. */
+  get steps(): number {
+    return this.vOptimizer.stepCount;
   }
 
   /** min(Q1', Q2')(s, a) - V(s) [B, 1] with the current networks, no gradient. */

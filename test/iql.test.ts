@@ -12,7 +12,7 @@ import { reduceTuning, sum } from '../engine/ops/reduce.ts';
 import { parameter } from '../engine/params.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
-import { AWRActor, IQL_LOSS_CHUNK, IQLCritic, awrLoss, expectileLoss, twinTdLoss, type IQLConfig } from '../algorithms/iql.ts';
+import { AWRActor, IQL_DTQL, IQL_LOSS_CHUNK, IQLCritic, awrLoss, expectileLoss, twinTdLoss, type IQLConfig } from '../algorithms/iql.ts';
 import { TwinQ, ValueNet } from '../algorithms/common/critic-nets.ts';
 import { qlearningDataset, readD4RL } from '../datasets/d4rl.ts';
 import { normalizeTransitions, observationStats } from '../datasets/presets.ts';
@@ -178,12 +178,20 @@ t('twinTdLoss matches float64 and its head gradients pass gradCheck; rejects mis
       twinTdLoss(tensor(q1, [rows, 1]), tensor(q2, [rows, 1]), tensor(rw, [rows]), tensor(nd, [rows, 1]), tensor(nv, [rows]), discount),
     );
     allClose(got, [twinTdRef(q1, q2, rw, nd, nv, discount)], 2e-5, 1e-7, `twinTd rows ${rows} seed ${seed}`);
+    const summed = await computeOne(() =>
+      twinTdLoss(tensor(q1, [rows]), tensor(q2, [rows]), tensor(rw, [rows]), tensor(nd, [rows]), tensor(nv, [rows]), discount, 'sum'),
+    );
+    allClose(summed, [2 * twinTdRef(q1, q2, rw, nd, nv, discount)], 2e-5, 1e-7, `twinTd heads 'sum' rows ${rows} seed ${seed}`);
     if (rows > 300 && rows < 2000) {
       const consts = [tensor(rw, [rows, 1]), tensor(nd, [rows, 1]), tensor(nv, [rows, 1])] as const;
       await gradCheck((a, b) => twinTdLoss(a, b, consts[0], consts[1], consts[2], discount), (a, b) => [twinTdRef(a, b, rw, nd, nv, discount)], [
         { data: q1, shape: [rows, 1] },
         { data: q2, shape: [rows, 1] },
       ], { seed, what: `twinTd grad seed ${seed}` });
+      await gradCheck((a, b) => twinTdLoss(a, b, consts[0], consts[1], consts[2], discount, 'sum'), (a, b) => [2 * twinTdRef(a, b, rw, nd, nv, discount)], [
+        { data: q1, shape: [rows, 1] },
+        { data: q2, shape: [rows, 1] },
+      ], { seed, what: `twinTd 'sum' grad seed ${seed}` });
       for (const c of consts) c.dispose();
     }
   }
@@ -424,7 +432,10 @@ t('update: V regresses to min of the target heads, Q to r + gamma notDone V(s\')
   const batch = upload(host);
   for (const valueTarget of ['target', 'online'] as const) {
     // a large learning rate makes V's step visible in V(s'), so the wrong order would be detected
-    const config: Partial<IQLConfig> = { hidden: [16, 16], lr: 0.05, discount: 0.9, expectile: 0.8, valueTarget };
+    // 'online' as DTQL: the Q loss sums the heads' MSEs
+    const heads = valueTarget === 'online' ? 'sum' : 'mean';
+    const config: Partial<IQLConfig> = { hidden: [16, 16], lr: 0.05, discount: 0.9, expectile: 0.8, valueTarget, qLossHeads: heads, layerNorm: valueTarget === 'online' };
+    const headScale = heads === 'sum' ? 2 : 1;
     const critic = new IQLCritic(5, 2, config, { seed: seed & 0xffff });
     // drive the target away from the online heads first
     await train(critic, upload(randomHostBatch(r, 37, 5, 2)), 3);
@@ -435,10 +446,10 @@ t('update: V regresses to min of the target heads, Q to r + gamma notDone V(s\')
     const pessimistic = valueTarget === 'target' ? t1.map((x, i) => Math.min(x, t2[i]!)) : q1.map((x, i) => Math.min(x, q2[i]!));
     const what = `${valueTarget} seed ${seed}`;
     allClose(gotV, [expectileRef(v, pessimistic, 0.8)], 1e-5, 1e-7, `vLoss ${what}`);
-    allClose(gotQ, [twinTdRef(q1, q2, host.rewards, host.notDone, nextV, 0.9)], 1e-5, 1e-7, `qLoss ${what}`);
+    allClose(gotQ, [headScale * twinTdRef(q1, q2, host.rewards, host.notDone, nextV, 0.9)], 1e-5, 1e-7, `qLoss ${what}`);
     allClose(gotAdv, pessimistic.map((x, i) => x - v[i]!), 1e-5, 1e-6, `advantage ${what}`);
     // the check can fail: V(s') after V's step gives a different Q loss
-    const late = twinTdRef(q1, q2, host.rewards, host.notDone, after[5], 0.9);
+    const late = headScale * twinTdRef(q1, q2, host.rewards, host.notDone, after[5], 0.9);
     assert.ok(Math.abs(late - gotQ[0]!) > 1e-4 * Math.abs(gotQ[0]!), `V moved enough to tell the orders apart: ${late} vs ${gotQ[0]} (${what})`);
     // both networks stepped
     assert.ok(after[4].some((x, i) => Math.abs(x - v[i]!) > 1e-4) && after[2].some((x, i) => Math.abs(x - q1[i]!) > 1e-4), `V and Q changed (${what})`);
@@ -525,6 +536,25 @@ t('targetQGrad: d/da of the mean of the target heads against finite differences;
   critic.dispose();
 });
 
+t('gradClip scales the gradients Adam sees: a tiny clip norm leaves the first step far below lr', async () => {
+  const seed = freshSeed();
+  const r = rng(seed);
+  const batch = upload(randomHostBatch(r, 16, 3, 2));
+  const moved: number[] = [];
+  for (const gradClip of [null, 1e-12]) {
+    const critic = new IQLCritic(3, 2, { hidden: [8], lr: 0.01, gradClip }, { seed: 4 });
+    const params = [...critic.q.parameters(), ...critic.v.parameters()];
+    const before = await readAll(params);
+    await train(critic, batch, 1);
+    const after = await readAll(params);
+    moved.push(Math.max(...after.map((a, k) => Math.max(...a.map((x, i) => Math.abs(x - before[k]![i]!))))));
+    critic.dispose();
+  }
+  // Adam's first step is lr sign(g) for |g| >> eps; a gradient norm of 1e-12 drowns in eps = 1e-8
+  assert.ok(moved[0]! > 0.5 * 0.01 && moved[1]! < 1e-5, `largest parameter change without / with clip: ${moved}`);
+  disposeBatch(batch);
+});
+
 t('modules() names the networks for checkpoints; config validation', () => {
   const critic = new IQLCritic(3, 2, { hidden: [4] }, { seed: 1 });
   assert.equal(Object.keys(critic.modules()), ['q', 'qTarget', 'v']);
@@ -533,6 +563,13 @@ t('modules() names the networks for checkpoints; config validation', () => {
   assert.equal(critic.config.tau, 0.005);
   assert.throws(() => new IQLCritic(3, 2, { expectile: 1 }), /expectile must be in \(0, 1\)/);
   assert.throws(() => new IQLCritic(3, 2, { gradClip: 0 }), /gradClip/);
+  const dtql = new IQLCritic(3, 2, { ...IQL_DTQL, hidden: [4] }, { seed: 1 });
+  assert.ok(dtql.q.namedParameters().some((e) => e.name === 'q1.norms.0.weight'), 'DTQL Q has LayerNorm');
+  assert.not.ok(dtql.v.namedParameters().some((e) => e.name.includes('norms')), 'DTQL V has none');
+  dtql.setLR(1e-4);
+  assert.is(dtql.qOptimizer.lr, 1e-4);
+  assert.is(dtql.vOptimizer.lr, 1e-4);
+  dtql.dispose();
   critic.dispose();
 });
 
@@ -595,7 +632,7 @@ t('AWR actor: deterministic action -> weighted mean of the data actions; Gaussia
 
 // ---- data ----
 
-t('Hopper fixture: 300 steps of a small critic from the replay store keep losses finite; the Q loss falls', async () => {
+t('Hopper fixture: 200 steps of a small critic from the replay store keep losses finite; the Q loss falls', async () => {
   const data = await readD4RL(FIXTURE, { expect: { obsDim: 11, actDim: 3 } });
   const raw = qlearningDataset(data);
   const transitions = normalizeTransitions(raw, observationStats(raw.observations, raw.obsDim));
@@ -604,7 +641,7 @@ t('Hopper fixture: 300 steps of a small critic from the replay store keep losses
   const critic = new IQLCritic(11, 3, { hidden: [64, 64] }, { seed: 2 });
   const vLosses: number[] = [];
   const qLosses: number[] = [];
-  for (let step = 1; step <= 300; step++) {
+  for (let step = 1; step <= 200; step++) {
     const { vLoss, qLoss } = tidy(() => critic.update(store.sample(256, gen)));
     if (step % 25 === 0) {
       vLosses.push(await vLoss.item());
