@@ -8,7 +8,7 @@
 //   v' = V(s')                    before V's step, no gradient
 //   V  <- Adam step on mean |tau - 1(u < 0)| u^2,  u = q' - V(s)
 //   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2,  y = r + gamma notDone v'
-//   Q' <- (1 - polyak) Q' + polyak Q
+//   Q' <- (1 - tau) Q' + tau Q    Polyak rate config.tau (the expectile is config.expectile)
 import { backward, detach, grad, isGradEnabled, needsGrad, noGrad, record, tapeLength } from '../engine/autograd.ts';
 import { full } from '../engine/basic.ts';
 import { HostRng, globalRng } from '../engine/init.ts';
