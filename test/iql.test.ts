@@ -342,7 +342,8 @@ t('one-step bandit: Q converges to the rewards, V to the expectile of Q over the
     }),
   );
   const batch = upload(host);
-  for (const expectile of [0.7, 0.9]) {
+  // expectile 0.7 here; the chain test below uses 0.9
+  for (const expectile of [0.7]) {
     const critic = new IQLCritic(4, 2, { hidden: [32, 32], lr: 3e-3, tau: 0.1, expectile }, { seed: 3 });
     await train(critic, batch, 300);
     const [q, v] = await compute(() => noGrad(() => [critic.q.min(batch.obs, batch.actions), critic.v.forward(batch.obs)] as const));
