@@ -1,0 +1,146 @@
+// SRPO timings at the paper's sizes: one training step of each phase (behaviour: ScoreNet_IDQL, batch 2048;
+// critic: IQL [256, 256], batch 256; actor: the surrogate loss with the behaviour score and the target-Q
+// gradient, batch 256), and the cost of an action: the one-step actor against sampling the behaviour model with
+// DPM-Solver++ (15 steps) and DDPM ancestral sampling, at batch 1 and 256. The sampler-to-actor time ratio is
+// SRPO's headline speed-up. Prints a table and writes the numbers as JSON.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { init, runtime, type Runtime } from '../engine/runtime.ts';
+import { Generator } from '../engine/random.ts';
+import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { ReplayStore } from '../datasets/replay.ts';
+import type { Transitions } from '../datasets/d4rl.ts';
+import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
+import { ddpmSample, dpmSolverPPSample, type DiscreteEpsModel } from '../algorithms/diffusion/samplers.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
+import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, taskConfig, type BehaviorModel } from '../algorithms/srpo.ts';
+
+const OPTIONS = {
+  quick: { type: 'boolean', description: 'fewer timed repetitions (for software adapters)' },
+  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
+  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
+  'ddpm-steps': { type: 'integer', positive: true, default: 100, description: 'steps of the DDPM chain (the VP-SDE discretised uniformly in t)' },
+  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+} as const;
+
+const CLI: CliSpec<typeof OPTIONS> = {
+  usage: 'node bench/srpo.ts [--quick] [--obs N] [--act N] [--ddpm-steps N] [--out DIR]',
+  description:
+    'Times one training step of each SRPO phase at the paper sizes (behaviour batch 2048 with ScoreNet_IDQL 256 x 3 ' +
+    'blocks; critic and actor batch 256, [256, 256]) on random data, and the time to produce actions: the SRPO actor ' +
+    '(one forward pass) against the behaviour diffusion model sampled with DPM-Solver++ (15 steps) and with DDPM, at ' +
+    'batch 1 and 256, each including the read-back of the actions. Each case runs an untimed warm-up first.',
+  options: OPTIONS,
+};
+
+interface Row {
+  case: string;
+  batch: number;
+  msPerCall: number;
+  perSecond: number;
+  unit: string;
+  networkEvals?: number;
+}
+
+async function timeIt(reps: number, warmup: number, fn: () => Promise<void> | void): Promise<number> {
+  const rt = runtime();
+  for (let i = 0; i < warmup; i++) await fn();
+  await rt.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  await rt.sync();
+  return (performance.now() - t0) / reps;
+}
+
+function randomTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
+  let s = seed >>> 0;
+  const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296) * 2 - 1;
+  const f = (k: number) => Float32Array.from({ length: k }, r);
+  return { size: n, obsDim, actDim, observations: f(n * obsDim), actions: f(n * actDim), rewards: f(n), nextObservations: f(n * obsDim), dones: new Float32Array(n) };
+}
+
+/** The VP-SDE discretised into T ancestral steps at t_k = (k + 1)/T, as a DDPM model over the same network. */
+function ddpmView(b: BehaviorModel, T: number): DiscreteEpsModel {
+  const sde = b.model.schedule;
+  const betas = new Float64Array(T);
+  let prev = 0;
+  for (let k = 0; k < T; k++) {
+    const logAbar = 2 * sde.marginalLogMeanCoeff((k + 1) / T);
+    betas[k] = -Math.expm1(logAbar - prev);
+    prev = logAbar;
+  }
+  const schedule = new DiscreteSchedule(betas);
+  return { schedule, maxAction: 1, epsAtStep: (x, k, cond) => b.model.eps(x, (k + 1) / T, cond) };
+}
+
+async function main(): Promise<void> {
+  const args = parseCli(CLI);
+  if (!args) return;
+  const rt: Runtime = await init();
+  const quick = args.quick === true;
+  const { obs: obsDim, act: actDim } = args;
+  if (args['ddpm-steps'] < 2) throw new CliError('--ddpm-steps must be at least 2');
+  const cfg = taskConfig('hopper-medium-v2');
+  cfg.dataset = 'random';
+  const store = ReplayStore.fromTransitions(randomTransitions(100_000, obsDim, actDim, 1));
+  const gen = new Generator(5);
+  const rows: Row[] = [];
+  const add = (row: Row) => {
+    rows.push(row);
+    const n = row.networkEvals !== undefined ? String(row.networkEvals) : '';
+    console.log(`${row.case.padEnd(34)} ${String(row.batch).padStart(6)} ${n.padStart(6)} ${row.msPerCall.toFixed(2).padStart(10)} ${row.perSecond.toFixed(1).padStart(12)} ${row.unit}`);
+  };
+  console.log(`host ${hostname()}, node ${process.version}, adapter ${rt.info.description || rt.info.vendor} (${rt.info.adapterClass}); obs ${obsDim}, act ${actDim}${quick ? ', quick' : ''}`);
+  console.log(`${'case'.padEnd(34)} ${'batch'.padStart(6)} ${'NFE'.padStart(6)} ${'ms/call'.padStart(10)} ${'per second'.padStart(12)}`);
+
+  // ---- training steps
+  const behavior = makeBehavior(obsDim, actDim, cfg);
+  const bOpt = behaviorOptimizer(behavior, cfg);
+  const reps = (full: number, q: number) => (quick ? q : full);
+  let ms = await timeIt(reps(20, 2), 1, () => tidy(() => void behaviorStep(behavior, bOpt, store.sample(cfg.behaviorBatch, gen), gen)));
+  add({ case: 'phase 1 behaviour step', batch: cfg.behaviorBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
+  const critic = makeCritic(obsDim, actDim, cfg);
+  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void critic.update(store.sample(cfg.criticBatch, gen))));
+  add({ case: 'phase 2 critic step', batch: cfg.criticBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
+  const actor = makeActor(obsDim, actDim, cfg);
+  const tr = actorTraining(actor, behavior, critic, cfg);
+  let i = 0;
+  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void actorStep(tr, store.sample(cfg.actorBatch, gen).obs, gen, i++)));
+  add({ case: 'phase 3 actor step', batch: cfg.actorBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
+
+  // ---- producing actions (read back to the host, as an environment loop needs them)
+  behavior.net.eval();
+  const ddpm = ddpmView(behavior, args['ddpm-steps']);
+  const ratios: Record<string, number> = {};
+  for (const batch of [1, 256]) {
+    const obs = tensor(Float32Array.from({ length: batch * obsDim }, (_, k) => Math.sin(k)), [batch, obsDim]);
+    const act = async (f: () => Tensor) => {
+      const a = tidy(() => noGrad(f));
+      await a.read();
+      a.dispose();
+    };
+    const actorMs = await timeIt(reps(200, 20), 5, () => act(() => actor.forward(obs)));
+    add({ case: 'SRPO actor', batch, networkEvals: 1, msPerCall: actorMs, perSecond: (1000 * batch) / actorMs, unit: 'actions/s' });
+    const dpmMs = await timeIt(reps(20, 3), 1, () => act(() => dpmSolverPPSample(behavior.model, obs, { batch, actionDim: actDim, generator: gen, steps: 15 })));
+    add({ case: 'behaviour DPM-Solver++', batch, networkEvals: 15, msPerCall: dpmMs, perSecond: (1000 * batch) / dpmMs, unit: 'actions/s' });
+    const ddpmMs = await timeIt(reps(5, 1), 1, () => act(() => ddpmSample(ddpm, obs, { batch, actionDim: actDim, generator: gen })));
+    add({ case: 'behaviour DDPM', batch, networkEvals: args['ddpm-steps'], msPerCall: ddpmMs, perSecond: (1000 * batch) / ddpmMs, unit: 'actions/s' });
+    ratios[`dpmSolver/actor@${batch}`] = dpmMs / actorMs;
+    ratios[`ddpm/actor@${batch}`] = ddpmMs / actorMs;
+    obs.dispose();
+  }
+  console.log(`speed-up of the actor: ${Object.entries(ratios).map(([k, v]) => `${k} ${v.toFixed(1)}x`).join(', ')}`);
+
+  const tag = (rt.info.adapterClass === 'software' ? 'software' : rt.info.vendor || 'gpu').replace(/[^a-z0-9-]/gi, '_');
+  mkdirSync(args.out, { recursive: true });
+  const file = `${args.out}/srpo-${tag}.json`;
+  writeFileSync(
+    file,
+    `${JSON.stringify({ host: hostname(), node: process.version, adapter: rt.info.description, adapterClass: rt.info.adapterClass, quick, obsDim, actDim, ddpmSteps: args['ddpm-steps'], date: new Date().toISOString(), rows, ratios }, null, 2)}\n`,
+  );
+  console.log(`wrote ${file}`);
+  store.dispose();
+}
+
+await runMain('bench/srpo', main);
