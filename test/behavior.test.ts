@@ -176,7 +176,7 @@ t("dql on Diffusion-QL's four-mode bandit: every sampler's samples match held-ou
     const pair = pairedAgreement(out.get(p)!.a, out.get(q)!.a, modes.centers);
     const msg = `${msg0}; ${p} vs ${q} from the same noise: same mode ${pair.sameMode.toFixed(3)}, median distance ${pair.medianDistance.toFixed(3)} (mode std ${modes.std})`;
     log(msg);
-    // observed 0.97-0.99 (the points that differ sit between modes)
+    // observed 0.998-1 (the points that differ sit between modes)
     assert.ok(pair.sameMode > 0.93, `${msg}: the samplers send too many points to different modes`);
     assert.ok(pair.medianDistance < modes.std, `${msg}: paired samples lie far apart`);
   }
@@ -208,13 +208,14 @@ t('dtql (EDM) on 8gaussians: Heun and Euler samples match held-out data and each
   const { seconds, finalLoss } = await train(model, data.actions, null, seed, 2000, 256, 3e-3);
   const floor = mmdNoiseFloor(name, seed);
   const heldOut = toyDataset(name, N, seed + 1).actions;
-  // a whole mode's worth of mass moved onto another mode must fail the MMD check
+  // two modes' worth of mass moved onto another mode must fail the MMD check (observed MMD^2 about 5e-2; one
+  // mode's worth gives 1.3e-2 to 2e-2, only 3 to 4 times the threshold)
   const skewed = Float32Array.from(heldOut);
-  for (let i = 0; i < N / 8; i++) skewed.set(modes.centers[0]!, 2 * i);
+  for (let i = 0; i < N / 4; i++) skewed.set(modes.centers[0]!, 2 * i);
   const skewedMmd = mmd(skewed, toyDataset(name, N, seed + 2).actions, 2);
   const msg0 = `seed ${seed}: trained ${seconds.toFixed(1)} s, loss ${finalLoss.toFixed(4)}; ${fmtFloor(floor)}; skewed sample ${skewedMmd.toExponential(2)}`;
   log(msg0);
-  assert.ok(skewedMmd > 1.25 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/8 of its mass moved`);
+  assert.ok(skewedMmd > 1.25 * floor.threshold, `${msg0}: the MMD threshold must reject a sample with 1/4 of its mass moved`);
   const noise = new Generator(seed + 4).normal([N, 2]);
   const radius = 4 * modes.std;
   const heldMass = modeMass(heldOut, 2, modes.centers, radius);
@@ -235,8 +236,8 @@ t('dtql (EDM) on 8gaussians: Heun and Euler samples match held-out data and each
   const pair = pairedAgreement(out[0]!, out[1]!, modes.centers);
   const msg = `${msg0}; heun vs euler from the same noise: same mode ${pair.sameMode.toFixed(4)}, median distance ${pair.medianDistance.toFixed(3)} (mode std ${modes.std.toFixed(3)})`;
   log(msg);
-  // observed 0.996-1 and 0.08-0.13 (Euler's first-order error: it halves with twice the steps)
-  assert.ok(pair.sameMode > 0.98, `${msg}: Heun and Euler send points to different modes`);
+  // observed 0.990-1 and 0.08-0.13 (Euler's first-order error: it halves with twice the steps)
+  assert.ok(pair.sameMode > 0.97, `${msg}: Heun and Euler send points to different modes`);
   assert.ok(pair.medianDistance < modes.std, `${msg}: paired samples lie far apart`);
   noise.dispose();
 });
