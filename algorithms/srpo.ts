@@ -578,7 +578,7 @@ export function curvesSvg(records: Record<string, unknown>[], bc: { mean: number
   if (evals.length) {
     const x = evals.map((r) => num(r['step']));
     const series: LineSeries[] = [{ name: 'SRPO actor', x, y: evals.map((r) => num((r['eval'] as Record<string, unknown>)['mean'])) }];
-    if (bc) series.push({ name: 'behaviour cloning (diffusion)', x, y: x.map(() => bc.mean) });
+    if (bc) series.push({ name: 'BC (diffusion)', x, y: x.map(() => bc.mean) });
     if (dataset) series.push({ name: 'dataset', x, y: x.map(() => dataset.mean) });
     charts.push(lineSvg(series, { title: 'evaluation: normalised score', xLabel: 'actor step', width: 640, height: 300 }));
   }

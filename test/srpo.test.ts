@@ -330,4 +330,63 @@ t('a NaN loss stops the phase naming it and the steps, and keeps the last good c
   assert.is(readCheckpointInfo(path).step, 6);
 });
 
+// ---------------------------------------------------------------------------------------------------------
+// Toy bandit: Diffusion-QL's four clusters (rewards 3 / 0 / 1.5 / 5), one step (notDone 0). A deterministic actor
+// on a constant state yields one action, so 32 states (random, independent of the action) stand in for 32 seeds.
+// The score weighting w(t) = alpha_t / sigma_t is used: in [-1, 1] the VP-SDE's unit noise merges the four
+// clusters for most t, and the default sigma_t^2 weighting, which favours exactly those t, pulls actions toward
+// the data's centre (measured: beta 0 leaves them between clusters, beta >= 0.1 pushes them to the box corner).
+
+t('toy bandit: the actor picks the best cluster (0.8, -0.8); with beta = 0 every action stays on a data cluster', async () => {
+  const { toyDataset } = await import('../datasets/toy.ts');
+  const { HostRng } = await import('../engine/init.ts');
+  const { noGrad } = await import('../engine/autograd.ts');
+  const { SrpoActor } = await import('../algorithms/srpo/actor.ts');
+  const toy = toyDataset('dql-bandit', 10_000, 2022);
+  const n = 10_000;
+  const K = 32;
+  const obsDim = 2;
+  const hr = new HostRng(5);
+  const states = Float32Array.from({ length: K * obsDim }, () => 3 * hr.normal());
+  const obs = new Float32Array(n * obsDim);
+  for (let i = 0; i < n; i++) obs.set(states.subarray((i % K) * obsDim, ((i % K) + 1) * obsDim), i * obsDim);
+  const store = ReplayStore.fromTransitions({ size: n, obsDim, actDim: 2, observations: obs, actions: toy.actions, rewards: toy.rewards, nextObservations: obs, dones: new Float32Array(n).fill(1) });
+  const cfg = tinyConfig({
+    behaviorHidden: 64, behaviorBlocks: 2, behaviorEmbedDim: 32, behaviorCondDim: 32, behaviorBatch: 256, behaviorLr: 3e-3, behaviorSteps: 800,
+    // one-step problem: the critic regresses Q to the reward; the target follows the online net at once
+    criticHidden: [64, 64], criticBatch: 256, criticLr: 3e-3, targetTau: 1, criticSteps: 300,
+    actorBatch: 256, actorLr: 5e-3, actorSteps: 400, weighting: 'score', logEvery: 100, checkpointEvery: 100_000,
+  });
+  const ctx = { cfg, log: null, quiet: true, stream: { write: () => true } };
+  const behavior = makeBehavior(obsDim, 2, cfg);
+  await runPhase(behaviorPhase(behavior, store, cfg, join(scratch, 'toy-behavior.safetensors')), ctx);
+  const critic = makeCritic(obsDim, 2, cfg);
+  await runPhase(criticPhase(critic, store, cfg, join(scratch, 'toy-critic.safetensors')), ctx);
+  const centers = toy.modes!.centers;
+  const results: Record<string, { best: number; onCluster: number; actions: string }> = {};
+  for (const beta of [0.05, 0]) {
+    const actor = new SrpoActor(obsDim, 2, { hidden: 64, layers: 2, rng: new HostRng(77) });
+    const tr = actorTraining(actor, behavior, critic, { ...cfg, beta });
+    await runPhase(actorPhase(tr, store, join(scratch, `toy-actor-${beta}.safetensors`)), ctx);
+    const out = tidy(() => noGrad(() => actor.forward(tensor(states, [K, obsDim]))));
+    const a = await out.read();
+    out.dispose();
+    let best = 0;
+    let onCluster = 0;
+    for (let k = 0; k < K; k++) {
+      const x = a[2 * k]!;
+      const y = a[2 * k + 1]!;
+      if (Math.hypot(x - 0.8, y + 0.8) < 0.2) best++;
+      if (centers.some(([cx, cy]) => Math.hypot(x - cx!, y - cy!) < 0.2)) onCluster++;
+    }
+    results[beta] = { best: best / K, onCluster: onCluster / K, actions: Array.from({ length: 4 }, (_, k) => `(${a[2 * k]!.toFixed(2)}, ${a[2 * k + 1]!.toFixed(2)})`).join(' ') };
+    tr.opt.dispose();
+  }
+  const msg = JSON.stringify(results);
+  assert.ok(results['0.05']!.best >= 0.95, `beta 0.05: share of actions within 0.2 of (0.8, -0.8): ${msg}`);
+  assert.ok(results['0']!.onCluster >= 0.95, `beta 0: share of actions within 0.2 of a data cluster: ${msg}`);
+  critic.dispose();
+  store.dispose();
+});
+
 t.run();

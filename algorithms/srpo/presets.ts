@@ -194,15 +194,38 @@ export const QUICK_PENDULUM: SrpoConfig = Object.freeze({
   checkpointEvery: 1000,
 }) as SrpoConfig;
 
-export const TASK_NAMES: readonly string[] = ['pendulum-quick', ...Object.keys(TASK_BETA)];
+/**
+ * A short Hopper run on the repository's small expert fixture (2 episodes, 2000 transitions; no D4RL download):
+ * the quick preset's network sizes, hopper-medium-expert's beta 0.01, 'minmax' rewards (iql_locomotion is
+ * undefined here: both episodes return about 3717, so 1000 / (max - min) explodes), 5 evaluation episodes.
+ * It checks that the pipeline runs end to end on MuJoCo; two episodes are too little data for a strong policy.
+ */
+export const QUICK_HOPPER: SrpoConfig = Object.freeze({
+  ...QUICK_PENDULUM,
+  task: 'hopper-quick',
+  dataset: 'hopper-expert-v4',
+  env: 'Hopper-v4',
+  beta: 0.01,
+  behaviorSteps: 2000,
+  criticSteps: 2000,
+  criticBatch: 256,
+  actorSteps: 1000,
+  evalEvery: 0,
+  evalEpisodes: 5,
+}) as SrpoConfig;
+
+const QUICK_PRESETS: Readonly<Record<string, SrpoConfig>> = Object.freeze({ 'pendulum-quick': QUICK_PENDULUM, 'hopper-quick': QUICK_HOPPER });
+
+export const TASK_NAMES: readonly string[] = [...Object.keys(QUICK_PRESETS), ...Object.keys(TASK_BETA)];
 
 /**
- * The configuration a task name selects: 'pendulum-quick', or a D4RL task with the paper's settings and its beta
+ * The configuration a task name selects: a quick preset ('pendulum-quick', 'hopper-quick'), or a D4RL task with the paper's settings and its beta
  * (antmaze: expectile 0.9, iql_antmaze rewards, 4 actor layers, normalised Q gradient). D4RL tasks have no
  * shipped data: pass the file with --dataset.
  */
 export function taskConfig(task: string): SrpoConfig {
-  if (task === 'pendulum-quick') return { ...QUICK_PENDULUM, criticHidden: [...QUICK_PENDULUM.criticHidden] };
+  const quick = QUICK_PRESETS[task];
+  if (quick) return { ...quick, criticHidden: [...quick.criticHidden] };
   const beta = TASK_BETA[task];
   if (beta === undefined) {
     const err = new Error(`unknown task '${task}'; known: ${TASK_NAMES.join(', ')}`);
