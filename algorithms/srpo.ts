@@ -14,6 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backward, detach, noGrad } from '../engine/autograd.ts';
 import { HostRng } from '../engine/init.ts';
+import type { ResidualBlock } from '../engine/nn.ts';
 import { AdamW, cosineLR, type LRSchedule } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
 import { dispose as disposeEngine, init, runtime, type Runtime } from '../engine/runtime.ts';
@@ -25,10 +26,10 @@ import { evaluate, gpuPolicy, type BatchPolicy, type EvaluateResult } from '../e
 import { makeEnv } from '../envs/registry.ts';
 import type { Env } from '../envs/core.ts';
 import { noiseVPSDE } from './diffusion/losses.ts';
-import { VPSDEDiffusion } from './diffusion/models.ts';
-import { IDQLScoreNet } from './diffusion/networks.ts';
-import { dpmSolverPPSample } from './diffusion/samplers.ts';
-import { VPSDE } from './diffusion/schedules.ts';
+import { makeBehaviorModel, type BehaviorModel } from './diffusion/behavior.ts';
+import type { VPSDEDiffusion } from './diffusion/models.ts';
+import type { IDQLScoreNet } from './diffusion/networks.ts';
+import type { VPSDE } from './diffusion/schedules.ts';
 import { IQLCritic } from './iql.ts';
 import { lineSvg, type LineSeries } from './common/svg.ts';
 import {
@@ -110,34 +111,36 @@ export function prepareData(data: D4RLData, box: ActionBox, cfg: Pick<SrpoConfig
 // =========================================================================================================
 // Phase 1: behaviour model
 
-export interface BehaviorModel {
-  model: VPSDEDiffusion;
+export interface SrpoBehavior {
+  /** The toolkit's 'srpo' behaviour model: ScoreNet_IDQL on the VP-SDE (algorithms/diffusion/behavior.ts). */
+  model: BehaviorModel;
+  diffusion: VPSDEDiffusion;
   net: IDQLScoreNet;
-  /** Source of the dropout masks (checkpointed with the model so a resumed run draws the same ones). */
-  dropout: Generator;
+  /** The network's dropout mask stream, checkpointed with it so a resumed run draws the same masks. */
+  dropout: Generator | null;
 }
 
-export function makeBehavior(obsDim: number, actDim: number, cfg: SrpoConfig): BehaviorModel {
-  const dropout = new Generator(cfg.seed * 16 + 11);
-  const net = new IDQLScoreNet(obsDim, actDim, {
+export function makeBehavior(obsDim: number, actDim: number, cfg: SrpoConfig): SrpoBehavior {
+  const model = makeBehaviorModel('srpo', obsDim, actDim, {
     hidden: cfg.behaviorHidden,
     blocks: cfg.behaviorBlocks,
     dropout: cfg.behaviorDropout,
-    embedDim: cfg.behaviorEmbedDim,
-    condDim: cfg.behaviorCondDim,
-    generator: dropout,
-    rng: new HostRng(cfg.seed * 16 + PHASE_SEED.behavior),
+    maxAction: 1,
+    seed: cfg.seed * 16 + PHASE_SEED.behavior,
   });
-  return { model: new VPSDEDiffusion(net, new VPSDE(), { maxAction: 1 }), net, dropout };
+  const net = model.net as IDQLScoreNet;
+  // every residual block draws its masks from one generator shared by the trunk
+  const dropout = net.main.blocks.layers.map((l) => (l as ResidualBlock).dropout?.generator).find((g) => g !== undefined) ?? null;
+  return { model, diffusion: model.diffusion as VPSDEDiffusion, net, dropout };
 }
 
 /** The paper trains the behaviour model with torch's AdamW, whose default weight decay is 0.01. */
-export function behaviorOptimizer(b: BehaviorModel, cfg: SrpoConfig): AdamW {
+export function behaviorOptimizer(b: SrpoBehavior, cfg: SrpoConfig): AdamW {
   return new AdamW(b.net.paramGroup(), { lr: cfg.behaviorLr, weightDecay: 0.01 });
 }
 
 /** One step: mean over the batch of sum over dims (eps_theta(a_t, t, s) - z)^2, t ~ U(1e-3, 1). Call in tidy. */
-export function behaviorStep(b: BehaviorModel, opt: AdamW, batch: ReplayBatch, gen: Generator): Tensor {
+export function behaviorStep(b: SrpoBehavior, opt: AdamW, batch: ReplayBatch, gen: Generator): Tensor {
   b.net.train();
   const loss = b.model.loss(batch.actions, batch.obs, gen);
   opt.group.zeroGrad();
@@ -165,7 +168,7 @@ export interface ActorTraining {
   actor: SrpoActor;
   opt: AdamW;
   lr: LRSchedule;
-  behavior: BehaviorModel;
+  behavior: SrpoBehavior;
   critic: IQLCritic;
   schedule: VPSDE;
   cfg: SrpoConfig;
@@ -175,10 +178,10 @@ export function makeActor(obsDim: number, actDim: number, cfg: SrpoConfig): Srpo
   return new SrpoActor(obsDim, actDim, { hidden: cfg.actorHidden, layers: cfg.actorLayers, rng: new HostRng(cfg.seed * 16 + PHASE_SEED.actor) });
 }
 
-export function actorTraining(actor: SrpoActor, behavior: BehaviorModel, critic: IQLCritic, cfg: SrpoConfig): ActorTraining {
+export function actorTraining(actor: SrpoActor, behavior: SrpoBehavior, critic: IQLCritic, cfg: SrpoConfig): ActorTraining {
   // Adam with cosine annealing to 0 over the phase, as the paper's CosineAnnealingLR(T_max = all steps)
   const opt = new AdamW(actor.paramGroup(), { lr: cfg.actorLr });
-  return { actor, opt, lr: cosineLR(cfg.actorLr, Math.max(1, cfg.actorSteps)), behavior, critic, schedule: behavior.model.schedule, cfg };
+  return { actor, opt, lr: cosineLR(cfg.actorLr, Math.max(1, cfg.actorSteps)), behavior, critic, schedule: behavior.diffusion.schedule, cfg };
 }
 
 /**
@@ -221,11 +224,8 @@ export function actorPolicy(actor: SrpoActor, stats: ObservationStats | null, bo
 }
 
 /** Behaviour cloning by the diffusion model itself: one DPM-Solver++ sample per state. */
-export function behaviorPolicy(b: BehaviorModel, stats: ObservationStats | null, box: ActionBox, gen: Generator, steps: number): BatchPolicy {
-  return envPolicy((s) => {
-    b.net.eval();
-    return dpmSolverPPSample(b.model, s, { batch: s.shape[0]!, actionDim: box.dim, generator: gen, steps });
-  }, stats, box);
+export function behaviorPolicy(b: SrpoBehavior, stats: ObservationStats | null, box: ActionBox, gen: Generator, steps: number): BatchPolicy {
+  return envPolicy((s) => b.model.sample(s, 1, gen, { sampler: 'dpm', steps }), stats, box);
 }
 
 export async function evaluatePolicy(policy: BatchPolicy, cfg: SrpoConfig): Promise<EvaluateResult> {
@@ -330,14 +330,14 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
 // The three phases as runnable units (what runSrpo runs; tests drive them directly)
 
 /** Phase 1 over a replay store: the behaviour model, its optimiser, and the data and dropout streams. */
-export function behaviorPhase(b: BehaviorModel, store: ReplayStore, cfg: SrpoConfig, checkpoint: string): PhaseRun & { opt: AdamW } {
+export function behaviorPhase(b: SrpoBehavior, store: ReplayStore, cfg: SrpoConfig, checkpoint: string): PhaseRun & { opt: AdamW } {
   const gen = new Generator(cfg.seed * 16 + PHASE_SEED.behavior);
   const opt = behaviorOptimizer(b, cfg);
   return {
     phase: 'behavior',
     steps: cfg.behaviorSteps,
     checkpoint,
-    parts: { modules: { behavior: b.net }, optimizers: { behavior: opt }, generators: { data: gen, dropout: b.dropout } },
+    parts: { modules: { behavior: b.net }, optimizers: { behavior: opt }, generators: b.dropout ? { data: gen, dropout: b.dropout } : { data: gen } },
     step: () => ({ loss: behaviorStep(b, opt, store.sample(cfg.behaviorBatch, gen), gen) }),
     opt,
   };

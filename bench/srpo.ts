@@ -14,7 +14,7 @@ import type { Transitions } from '../datasets/d4rl.ts';
 import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
 import { ddpmSample, dpmSolverPPSample, type DiscreteEpsModel } from '../algorithms/diffusion/samplers.ts';
 import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
-import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, taskConfig, type BehaviorModel } from '../algorithms/srpo.ts';
+import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, taskConfig, type SrpoBehavior } from '../algorithms/srpo.ts';
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'fewer timed repetitions (for software adapters)' },
@@ -61,8 +61,8 @@ function randomTransitions(n: number, obsDim: number, actDim: number, seed: numb
 }
 
 /** The VP-SDE discretised into T ancestral steps at t_k = (k + 1)/T, as a DDPM model over the same network. */
-function ddpmView(b: BehaviorModel, T: number): DiscreteEpsModel {
-  const sde = b.model.schedule;
+function ddpmView(b: SrpoBehavior, T: number): DiscreteEpsModel {
+  const sde = b.diffusion.schedule;
   const betas = new Float64Array(T);
   let prev = 0;
   for (let k = 0; k < T; k++) {
@@ -71,7 +71,7 @@ function ddpmView(b: BehaviorModel, T: number): DiscreteEpsModel {
     prev = logAbar;
   }
   const schedule = new DiscreteSchedule(betas);
-  return { schedule, maxAction: 1, epsAtStep: (x, k, cond) => b.model.eps(x, (k + 1) / T, cond) };
+  return { schedule, maxAction: 1, epsAtStep: (x, k, cond) => b.diffusion.eps(x, (k + 1) / T, cond) };
 }
 
 async function main(): Promise<void> {
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
     };
     const actorMs = await timeIt(reps(200, 20), 5, () => act(() => actor.forward(obs)));
     add({ case: 'SRPO actor', batch, networkEvals: 1, msPerCall: actorMs, perSecond: (1000 * batch) / actorMs, unit: 'actions/s' });
-    const dpmMs = await timeIt(reps(20, 3), 1, () => act(() => dpmSolverPPSample(behavior.model, obs, { batch, actionDim: actDim, generator: gen, steps: 15 })));
+    const dpmMs = await timeIt(reps(20, 3), 1, () => act(() => dpmSolverPPSample(behavior.diffusion, obs, { batch, actionDim: actDim, generator: gen, steps: 15 })));
     add({ case: 'behaviour DPM-Solver++', batch, networkEvals: 15, msPerCall: dpmMs, perSecond: (1000 * batch) / dpmMs, unit: 'actions/s' });
     const ddpmMs = await timeIt(reps(5, 1), 1, () => act(() => ddpmSample(ddpm, obs, { batch, actionDim: actDim, generator: gen })));
     add({ case: 'behaviour DDPM', batch, networkEvals: args['ddpm-steps'], msPerCall: ddpmMs, perSecond: (1000 * batch) / ddpmMs, unit: 'actions/s' });

@@ -165,8 +165,6 @@ function tinyConfig(over: Partial<SrpoConfig> = {}): SrpoConfig {
     ...taskConfig('pendulum-quick'),
     behaviorHidden: 32,
     behaviorBlocks: 1,
-    behaviorEmbedDim: 16,
-    behaviorCondDim: 16,
     behaviorBatch: 128,
     behaviorLr: 3e-3,
     criticHidden: [32, 32],
@@ -352,7 +350,7 @@ t('toy bandit: the actor picks the best cluster (0.8, -0.8); with beta = 0 every
   for (let i = 0; i < n; i++) obs.set(states.subarray((i % K) * obsDim, ((i % K) + 1) * obsDim), i * obsDim);
   const store = ReplayStore.fromTransitions({ size: n, obsDim, actDim: 2, observations: obs, actions: toy.actions, rewards: toy.rewards, nextObservations: obs, dones: new Float32Array(n).fill(1) });
   const cfg = tinyConfig({
-    behaviorHidden: 64, behaviorBlocks: 2, behaviorEmbedDim: 32, behaviorCondDim: 32, behaviorBatch: 256, behaviorLr: 3e-3, behaviorSteps: 800,
+    behaviorHidden: 64, behaviorBlocks: 2, behaviorBatch: 256, behaviorLr: 3e-3, behaviorSteps: 800,
     // one-step problem: the critic regresses Q to the reward; the target follows the online net at once
     criticHidden: [64, 64], criticBatch: 256, criticLr: 3e-3, targetTau: 1, criticSteps: 300,
     actorBatch: 256, actorLr: 5e-3, actorSteps: 400, weighting: 'score', logEvery: 100, checkpointEvery: 100_000,

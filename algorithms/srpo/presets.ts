@@ -25,9 +25,6 @@ export interface SrpoConfig {
   behaviorHidden: number;
   behaviorBlocks: number;
   behaviorDropout: number;
-  /** Gaussian Fourier features of the time (64 in the paper) and the conditioning MLP width (128). */
-  behaviorEmbedDim: number;
-  behaviorCondDim: number;
 
   // phase 2: IQL critic
   criticSteps: number;
@@ -89,8 +86,6 @@ export const PAPER_DEFAULTS: Omit<SrpoConfig, 'task' | 'dataset' | 'env' | 'beta
   behaviorHidden: 256,
   behaviorBlocks: 3,
   behaviorDropout: 0.1,
-  behaviorEmbedDim: 64,
-  behaviorCondDim: 128,
   criticSteps: 1_500_000,
   criticBatch: 256,
   criticLr: 3e-4,
@@ -174,8 +169,6 @@ export const QUICK_PENDULUM: SrpoConfig = Object.freeze({
   behaviorLr: 1e-3,
   behaviorHidden: 64,
   behaviorBlocks: 2,
-  behaviorEmbedDim: 32,
-  behaviorCondDim: 32,
   criticSteps: 5000,
   criticBatch: 1024,
   criticLr: 3e-3,
