@@ -328,6 +328,25 @@ t('a NaN loss stops the phase naming it and the steps, and keeps the last good c
   assert.is(readCheckpointInfo(path).step, 6);
 });
 
+t('a stop request (Ctrl-C) ends the phase at a checkpoint of the current step', async () => {
+  const { tensor: mk } = await import('../engine/tensor.ts');
+  const { PhaseInterrupted } = await import('../algorithms/srpo.ts');
+  const actor = makeActor(3, 1, tinyConfig());
+  const path = join(scratch, 'stop.safetensors');
+  let calls = 0;
+  const run: PhaseRun = { phase: 'critic', steps: 100, checkpoint: path, parts: { modules: { actor } }, step: () => ({ loss: mk([1]) }) };
+  try {
+    await runPhase(run, { cfg: { logEvery: 50, checkpointEvery: 50 }, log: null, quiet: true, stream: { write: () => true }, stopRequested: () => ++calls >= 7 });
+    assert.unreachable('no error');
+  } catch (e) {
+    assert.instance(e, PhaseInterrupted);
+    assert.match((e as Error).message, "interrupted in phase 'critic' at step 7");
+  }
+  const info = readCheckpointInfo(path);
+  assert.is(info.step, 7);
+  assert.is(info.extra['complete'], false);
+});
+
 // ---------------------------------------------------------------------------------------------------------
 // Toy bandit: Diffusion-QL's four clusters (rewards 3 / 0 / 1.5 / 5), one step (notDone 0). A deterministic actor
 // on a constant state yields one action, so 32 states (random, independent of the action) stand in for 32 seeds.

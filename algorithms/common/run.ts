@@ -168,7 +168,7 @@ export async function runMain(name: string, main: () => Promise<void>): Promise<
     } else {
       console.error(`${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
-    process.exitCode = 1;
+    if (!process.exitCode) process.exitCode = 1;
   }
 }
 
