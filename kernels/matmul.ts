@@ -7,8 +7,11 @@
 // each per-lane storage read into a scalar loop with a bounds check, so fewer reads beat everything else there.
 // Without subgroups, each invocation reads its own rows.
 //
-// 'tiled' (GPUs): 32x32 output tiles in workgroup memory, 8x8 invocations with 4x4 outputs each, K in
-// slices of 32, vec4 reads where the contiguous axis allows.
+// 'tiled' (GPUs): square output tiles in workgroup memory (32x32 by default), each invocation 4 (or 8) rows
+// x 4 columns, K in slices of 32, vec4 reads where the contiguous axis allows.
+//
+// Tile sizes are parameters (RegisterConfig, TiledConfig) so that engine/tune.ts can pick them per adapter;
+// MATMUL_KERNELS_VERSION names the generated code, so tuning results from older kernels are not reused.
 //
 // Shapes travel in the uniform (M, N, K); the layout of each operand (transposed, vec4-readable) is baked in.
 import { ACTIVATION_HELPERS, actForward, flatEntry, type Activation } from './common.ts';
@@ -40,13 +43,26 @@ export interface MatmulTile {
   cols: number;
 }
 
+/** Bumped whenever the generated products change in a way that can change their speed. */
+export const MATMUL_KERNELS_VERSION = 2;
+
 export interface RegisterConfig {
   /** Subgroup size to share loads across (a power of two >= 4), or null to read per invocation. */
   subgroup: number | null;
-  /** Rows per subgroup tile when sharing (rounded to a multiple of the subgroup size); tuning only. */
+  /**
+   * Rows per subgroup tile when sharing (rounded to a multiple of the subgroup size), rows per invocation
+   * without (a multiple of 4).
+   */
   rows?: number;
-  /** Groups of four columns per lane; tuning only. */
+  /** Groups of four columns per lane. */
   colGroups?: number;
+}
+
+export interface TiledConfig {
+  /** Edge of the square output tile one workgroup computes: 16, 32 or 64. */
+  tile: number;
+  /** Output rows per invocation (times 4 columns): 4 or 8, at most the tile edge. */
+  rowsPerThread: number;
 }
 
 export function specKey(s: MatmulSpec): string {
@@ -63,28 +79,33 @@ export function specKey(s: MatmulSpec): string {
   ].join('_');
 }
 
-/** Rows of output per lane group in the register family without sharing, and invocations per workgroup. */
+/** Rows per invocation of the register family without sharing, and invocations per workgroup. */
 const SOLO_ROWS = 8;
 const SOLO_WG: [number, number] = [8, 8];
 /** Target rows per subgroup tile when loads are shared: large enough to amortise B, small enough to fit. */
 const SHARED_ROWS = 32;
+const COL_GROUPS = 1;
 
 function sharedLoads(cfg: RegisterConfig): number {
   return Math.max(1, Math.round((cfg.rows ?? SHARED_ROWS) / cfg.subgroup!));
 }
 
-const COL_GROUPS = 1;
+/** Output rows each lane accumulates. */
+function registerRows(cfg: RegisterConfig): number {
+  return cfg.subgroup ? cfg.subgroup * sharedLoads(cfg) : (cfg.rows ?? SOLO_ROWS);
+}
 
 export function registerTile(cfg: RegisterConfig): MatmulTile {
   const RN = cfg.colGroups ?? COL_GROUPS;
-  if (cfg.subgroup) {
-    const s = cfg.subgroup;
-    return { rows: s * sharedLoads(cfg), cols: 4 * s * RN };
-  }
-  return { rows: SOLO_ROWS * SOLO_WG[1], cols: 4 * SOLO_WG[0] * RN };
+  if (cfg.subgroup) return { rows: registerRows(cfg), cols: 4 * cfg.subgroup * RN };
+  return { rows: registerRows(cfg) * SOLO_WG[1], cols: 4 * SOLO_WG[0] * RN };
 }
 
-export const TILED_TILE: MatmulTile = { rows: 32, cols: 32 };
+export const DEFAULT_TILED: TiledConfig = { tile: 32, rowsPerThread: 4 };
+
+export function tiledTile(cfg: TiledConfig): MatmulTile {
+  return { rows: cfg.tile, cols: cfg.tile };
+}
 
 // ---- shared WGSL pieces ----
 
@@ -219,8 +240,10 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
   const S = cfg.subgroup ?? SOLO_WG[0];
   const shared = cfg.subgroup !== null;
   const RA = shared ? sharedLoads(cfg) : 0;
-  const TM = shared ? S * RA : SOLO_ROWS;
-  if (TM % 4 !== 0) throw new Error(`register matmul: ${TM} rows per tile is not a multiple of 4`);
+  const TM = registerRows(cfg);
+  if (TM % 4 !== 0 || TM < 4) throw new Error(`register matmul: ${TM} rows per tile is not a positive multiple of 4`);
+  const RN = cfg.colGroups ?? COL_GROUPS;
+  if (!Number.isInteger(RN) || RN < 1) throw new Error(`register matmul: ${RN} column groups`);
   const WY = shared ? 1 : SOLO_WG[1];
   const L: string[] = [];
   L.push(preamble(s, shared ? 'enable subgroups;' : ''));
@@ -231,7 +254,6 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
   L.push('  let M = p.M; let N = p.N; let K = p.K;');
   L.push(`  let lane = ${shared ? 'sgl' : 'lid.x'};`);
   L.push(`  let row0 = ${shared ? `wid.y * ${TM}u` : `(wid.y * ${WY}u + lid.y) * ${TM}u`};`);
-  const RN = cfg.colGroups ?? COL_GROUPS;
   // Column group j of this lane starts at col{j}; across lanes each group is one contiguous run.
   for (let j = 0; j < RN; j++) L.push(`  let col${j} = (wid.x * ${S * RN}u + ${j * S}u + lane) * 4u;`);
   L.push('  let K4 = K / 4u;');
@@ -327,38 +349,45 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
 
 // ---- tiled family ----
 
-const T = 32; // tile edge (rows, columns and K slice)
+/** K slice staged per barrier pair. */
+const TK = 32;
 
 /**
- * Workgroup-memory tiling: 8x8 invocations, each 4 rows x 4 columns of a 32x32 tile; per K slice of 32 the
- * workgroup stages A (stored k-major so a lane reads 4 rows as one vec4) and B (k-major, vec4 over columns).
- * Reads outside the matrices load zeros, so every shape is exact.
+ * Workgroup-memory tiling: a T x T output tile per workgroup of (T/4) x (T/RM) invocations, each RM rows x 4
+ * columns; per K slice of 32 the workgroup stages A (stored k-major so a lane reads 4 rows as one vec4) and
+ * B (k-major, vec4 over columns). Reads outside the matrices load zeros, so every shape is exact.
  */
-export function tiledMatmulSource(s: MatmulSpec): string {
+export function tiledMatmulSource(s: MatmulSpec, cfg: TiledConfig = DEFAULT_TILED): string {
+  const T = cfg.tile;
+  const RM = cfg.rowsPerThread;
+  if (![16, 32, 64].includes(T)) throw new Error(`tiled matmul: tile ${T} is not 16, 32 or 64`);
+  if ((RM !== 4 && RM !== 8) || RM > T) throw new Error(`tiled matmul: ${RM} rows per invocation is not 4 or 8 (at most the tile ${T})`);
+  const WX = T / 4;
+  const WY = T / RM;
+  const lanes = WX * WY;
   const L: string[] = [];
   L.push(preamble(s, ''));
-  L.push(`var<workgroup> tA: array<array<vec4<f32>, ${T / 4}>, ${T}>;`);
-  L.push(`var<workgroup> tB: array<array<vec4<f32>, ${T / 4}>, ${T}>;`);
-  L.push('@compute @workgroup_size(8, 8)');
+  L.push(`var<workgroup> tA: array<array<vec4<f32>, ${T / 4}>, ${TK}>;`);
+  L.push(`var<workgroup> tB: array<array<vec4<f32>, ${T / 4}>, ${TK}>;`);
+  L.push(`@compute @workgroup_size(${WX}, ${WY})`);
   L.push('fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {');
   L.push('  let M = p.M; let N = p.N; let K = p.K;');
   L.push(`  let row0 = wid.y * ${T}u;`);
   L.push(`  let col0 = wid.x * ${T}u;`);
-  for (let i = 0; i < 4; i++) L.push(`  var acc${i} = vec4<f32>();`);
-  L.push(`  for (var k0 = 0u; k0 < K; k0 += ${T}u) {`);
+  for (let i = 0; i < RM; i++) L.push(`  var acc${i} = vec4<f32>();`);
+  L.push(`  for (var k0 = 0u; k0 < K; k0 += ${TK}u) {`);
   // Stage A: the tile holds A(row0 + m, k0 + k) at tA[k][m / 4][m % 4].
   if (s.vecA) {
-    // 256 vec4 per tile, 4 per invocation, along A's contiguous axis.
-    L.push(`    for (var e = li; e < ${(T * T) / 4}u; e += 64u) {`);
+    L.push(`    for (var e = li; e < ${(T * TK) / 4}u; e += ${lanes}u) {`);
     if (!s.transA) {
-      L.push('      let m = e / 8u; let kq = (e % 8u) * 4u;');
+      L.push(`      let m = e / ${TK / 4}u; let kq = (e % ${TK / 4}u) * 4u;`);
       L.push('      let gr = row0 + m; let gk = k0 + kq;');
       L.push('      var v = vec4<f32>();');
       L.push('      if (gr < M && gk < K) { v = ldA4((gr * K + gk) >> 2u); }');
       L.push('      tA[kq][m >> 2u][m & 3u] = v.x; tA[kq + 1u][m >> 2u][m & 3u] = v.y;');
       L.push('      tA[kq + 2u][m >> 2u][m & 3u] = v.z; tA[kq + 3u][m >> 2u][m & 3u] = v.w;');
     } else {
-      L.push('      let kq = e / 8u; let mq = (e % 8u) * 4u;');
+      L.push(`      let kq = e / ${T / 4}u; let mq = (e % ${T / 4}u) * 4u;`);
       L.push('      let gk = k0 + kq; let gr = row0 + mq;');
       L.push('      var v = vec4<f32>();');
       L.push('      if (gr < M && gk < K) { v = ldA4((gk * M + gr) >> 2u); }');
@@ -366,8 +395,8 @@ export function tiledMatmulSource(s: MatmulSpec): string {
     }
     L.push('    }');
   } else {
-    L.push(`    for (var e = li; e < ${T * T}u; e += 64u) {`);
-    if (!s.transA) L.push(`      let m = e / ${T}u; let kq = e % ${T}u;`);
+    L.push(`    for (var e = li; e < ${T * TK}u; e += ${lanes}u) {`);
+    if (!s.transA) L.push(`      let m = e / ${TK}u; let kq = e % ${TK}u;`);
     else L.push(`      let kq = e / ${T}u; let m = e % ${T}u;`);
     L.push('      let gr = row0 + m; let gk = k0 + kq;');
     L.push('      var v = 0.0;');
@@ -377,15 +406,15 @@ export function tiledMatmulSource(s: MatmulSpec): string {
   }
   // Stage B: tB[k][n / 4][n % 4] = B(k0 + k, col0 + n).
   if (s.vecB) {
-    L.push(`    for (var e = li; e < ${(T * T) / 4}u; e += 64u) {`);
+    L.push(`    for (var e = li; e < ${(T * TK) / 4}u; e += ${lanes}u) {`);
     if (!s.transB) {
-      L.push('      let kq = e / 8u; let nq = (e % 8u) * 4u;');
+      L.push(`      let kq = e / ${T / 4}u; let nq = (e % ${T / 4}u) * 4u;`);
       L.push('      let gk = k0 + kq; let gc = col0 + nq;');
       L.push('      var v = vec4<f32>();');
       L.push('      if (gk < K && gc < N) { v = b[(gk * N + gc) >> 2u]; }');
       L.push('      tB[kq][nq >> 2u] = v;');
     } else {
-      L.push('      let n = e / 8u; let kq = (e % 8u) * 4u;');
+      L.push(`      let n = e / ${TK / 4}u; let kq = (e % ${TK / 4}u) * 4u;`);
       L.push('      let gc = col0 + n; let gk = k0 + kq;');
       L.push('      var v = vec4<f32>();');
       L.push('      if (gc < N && gk < K) { v = b[(gc * K + gk) >> 2u]; }');
@@ -394,9 +423,9 @@ export function tiledMatmulSource(s: MatmulSpec): string {
     }
     L.push('    }');
   } else {
-    L.push(`    for (var e = li; e < ${T * T}u; e += 64u) {`);
+    L.push(`    for (var e = li; e < ${T * TK}u; e += ${lanes}u) {`);
     if (!s.transB) L.push(`      let kq = e / ${T}u; let n = e % ${T}u;`);
-    else L.push(`      let n = e / ${T}u; let kq = e % ${T}u;`);
+    else L.push(`      let n = e / ${TK}u; let kq = e % ${TK}u;`);
     L.push('      let gk = k0 + kq; let gc = col0 + n;');
     L.push('      var v = 0.0;');
     L.push(`      if (gk < K && gc < N) { v = ldB(${s.transB ? 'gc * K + gk' : 'gk * N + gc'}); }`);
@@ -404,14 +433,14 @@ export function tiledMatmulSource(s: MatmulSpec): string {
     L.push('    }');
   }
   L.push('    workgroupBarrier();');
-  L.push(`    for (var k = 0u; k < ${T}u; k++) {`);
-  L.push('      let av = tA[k][lid.y];');
+  L.push(`    for (var k = 0u; k < ${TK}u; k++) {`);
+  for (let q = 0; q < RM / 4; q++) L.push(`      let av${q} = tA[k][lid.y * ${RM / 4}u + ${q}u];`);
   L.push('      let bv = tB[k][lid.x];');
-  for (let i = 0; i < 4; i++) L.push(`      acc${i} = fma(vec4<f32>(av[${i}]), bv, acc${i});`);
+  for (let i = 0; i < RM; i++) L.push(`      acc${i} = fma(vec4<f32>(av${i >> 2}[${i & 3}]), bv, acc${i});`);
   L.push('    }');
   L.push('    workgroupBarrier();');
   L.push('  }');
-  for (let i = 0; i < 4; i++) L.push(`  emit(row0 + lid.y * 4u + ${i}u, col0 + lid.x * 4u, acc${i});`);
+  for (let i = 0; i < RM; i++) L.push(`  emit(row0 + lid.y * ${RM}u + ${i}u, col0 + lid.x * 4u, acc${i});`);
   L.push('}');
   return L.join('\n');
 }

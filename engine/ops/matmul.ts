@@ -3,7 +3,7 @@
 // layer's backward folds act' into the reads of dY by the two products that need it (dX = dZ W,
 // dW = dZ^T x) and by the column sum that gives db; with the register family it writes dZ once instead.
 import { kernel, type Kernel } from '../kernel.ts';
-import { runtime } from '../runtime.ts';
+import { runtime, type Runtime } from '../runtime.ts';
 import { empty, type Tensor } from '../tensor.ts';
 import { needsGrad, record } from '../autograd.ts';
 import { flatGrid, ACTIVATIONS, type Activation } from '../../kernels/common.ts';
@@ -11,14 +11,14 @@ import {
   columnSumSource,
   gradThroughSource,
   needsPreActivation,
+  MATMUL_KERNELS_VERSION,
   registerMatmulSource,
   registerTile,
   specKey,
   tiledMatmulSource,
-  TILED_TILE,
+  tiledTile,
   type MatmulSpec,
   type MatmulTile,
-  type RegisterConfig,
 } from '../../kernels/matmul.ts';
 
 export type { Activation } from '../../kernels/common.ts';
@@ -27,13 +27,16 @@ export type MatmulFamily = 'register' | 'tiled';
 let familySetting: MatmulFamily | 'auto' = 'auto';
 let subgroupSetting: 'auto' | 'off' = 'auto';
 
-/** Forces a kernel family ('auto': register-blocked on software adapters, workgroup tiles on GPUs). */
+/**
+ * Forces a kernel family ('auto': the tuned choice per shape class when tuning results exist for this
+ * adapter, else register-blocked on software adapters and workgroup tiles on GPUs).
+ */
 export function setMatmulFamily(f: MatmulFamily | 'auto'): void {
   if (f !== 'auto' && f !== 'register' && f !== 'tiled') throw new Error(`setMatmulFamily: unknown family "${String(f)}"`);
   familySetting = f;
 }
 
-/** The family the next product will use. */
+/** The forced family, or the adapter class's default (tuning may choose otherwise per shape class). */
 export function matmulFamily(): MatmulFamily {
   if (familySetting !== 'auto') return familySetting;
   return runtime().info.adapterClass === 'software' ? 'register' : 'tiled';
@@ -47,12 +50,16 @@ export function setMatmulSubgroups(mode: 'auto' | 'off'): void {
   subgroupSetting = mode;
 }
 
+function adapterInfo(rt: Runtime): { subgroupMinSize?: number; subgroupMaxSize?: number; vendor?: string; architecture?: string; device?: string; description?: string } | undefined {
+  return (rt.device as GPUDevice & { adapterInfo?: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+}
+
 /** The fixed subgroup size the register family shares loads across, or null. */
 export function matmulSubgroupSize(): number | null {
   if (subgroupSetting === 'off') return null;
   const rt = runtime();
   if (!rt.info.features.includes('subgroups')) return null;
-  const info = (rt.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+  const info = adapterInfo(rt);
   const lo = info?.subgroupMinSize;
   const hi = info?.subgroupMaxSize;
   // The workgroup is one subgroup of exactly this size; a size range would break the lane arithmetic.
@@ -60,8 +67,130 @@ export function matmulSubgroupSize(): number | null {
   return lo;
 }
 
-/** Rows per subgroup tile of the register family (rounded to a multiple of the subgroup size). */
-export const matmulTuning: { sharedRows: number } = { sharedRows: 32 };
+// ---- kernel configurations and their selection ----
+
+/**
+ * One kernel configuration. register: `shared` loads across a subgroup (rows per subgroup tile) or reads
+ * per invocation (rows per invocation); `colGroups` groups of four columns per lane. tiled: a square output
+ * tile of `tile` and `rowsPerThread` x 4 outputs per invocation.
+ */
+export type MatmulConfig =
+  | { family: 'register'; shared: boolean; rows: number; colGroups: number }
+  | { family: 'tiled'; tile: number; rowsPerThread: number };
+
+/** The configuration's name, e.g. 'register-shared-r32-c1', 'register-solo-r8-c2', 'tiled-t64-r8'. */
+export function matmulConfigKey(c: MatmulConfig): string {
+  return c.family === 'register' ? `register-${c.shared ? 'shared' : 'solo'}-r${c.rows}-c${c.colGroups}` : `tiled-t${c.tile}-r${c.rowsPerThread}`;
+}
+
+const CONFIG_PATTERN = /^(?:register-(shared|solo)-r(\d+)-c(\d+)|tiled-t(\d+)-r(\d+))$/;
+const parsedConfigs = new Map<string, MatmulConfig>();
+
+/** The configuration named by matmulConfigKey(); throws on a name no kernel of this version accepts. */
+export function parseMatmulConfig(key: string): MatmulConfig {
+  const known = parsedConfigs.get(key);
+  if (known) return known;
+  const m = CONFIG_PATTERN.exec(key);
+  if (!m) throw new Error(`matmul: "${key}" is not a kernel configuration (expected e.g. register-shared-r32-c1 or tiled-t32-r4)`);
+  let c: MatmulConfig;
+  if (m[1]) {
+    const rows = Number(m[2]);
+    const colGroups = Number(m[3]);
+    if (rows < 4 || rows > 128 || rows % 4 !== 0 || colGroups < 1 || colGroups > 4) {
+      throw new Error(`matmul: "${key}": rows must be a multiple of 4 in 4..128 and column groups 1..4`);
+    }
+    c = { family: 'register', shared: m[1] === 'shared', rows, colGroups };
+  } else {
+    const tile = Number(m[4]);
+    const rowsPerThread = Number(m[5]);
+    if (![16, 32, 64].includes(tile) || (rowsPerThread !== 4 && rowsPerThread !== 8) || rowsPerThread > tile) {
+      throw new Error(`matmul: "${key}": tile must be 16, 32 or 64 and rows per invocation 4 or 8`);
+    }
+    c = { family: 'tiled', tile, rowsPerThread };
+  }
+  parsedConfigs.set(key, c);
+  return c;
+}
+
+/** The untuned configuration of a family (today's constants). */
+export function defaultMatmulConfig(family: MatmulFamily, shared = matmulSubgroupSize() !== null): MatmulConfig {
+  if (family === 'tiled') return { family: 'tiled', tile: 32, rowsPerThread: 4 };
+  return shared ? { family: 'register', shared: true, rows: 32, colGroups: 1 } : { family: 'register', shared: false, rows: 8, colGroups: 1 };
+}
+
+function sizeBucket(n: number): string {
+  return n <= 64 ? 'S' : n <= 512 ? 'M' : 'L';
+}
+
+/**
+ * The shape class a product is tuned for: its transposes and, per dimension, S (<= 64), M (<= 512) or L.
+ * E.g. 'nT:M-S-M' is x W^T with a few hundred rows, a narrow K and a few hundred outputs (M-K-N order).
+ */
+export function matmulShapeClass(transA: boolean, transB: boolean, M: number, K: number, N: number): string {
+  return `${transA ? 'T' : 'n'}${transB ? 'T' : 'n'}:${sizeBucket(M)}-${sizeBucket(K)}-${sizeBucket(N)}`;
+}
+
+/** Tuning results for one adapter: configuration names, fastest first, per shape class and over all. */
+export interface MatmulRanking {
+  classes: ReadonlyMap<string, readonly string[]>;
+  overall: readonly string[];
+}
+
+const rankings = new Map<string, MatmulRanking>();
+const adapterKeys = new WeakMap<Runtime, string>();
+
+/**
+ * Identity of the adapter and of the generated kernels that tuning results belong to: vendor, architecture,
+ * device, description and the kernels' version.
+ */
+export function matmulAdapterKey(): string {
+  const rt = runtime();
+  let key = adapterKeys.get(rt);
+  if (key === undefined) {
+    const info = adapterInfo(rt);
+    const parts = [rt.info.vendor, rt.info.architecture, info?.device ?? '', rt.info.description, `matmul-v${MATMUL_KERNELS_VERSION}`];
+    key = parts.join('|');
+    adapterKeys.set(rt, key);
+  }
+  return key;
+}
+
+/** Installs (or with null, removes) the ranking products use on the adapter with this key. */
+export function setMatmulRanking(adapterKey: string, ranking: MatmulRanking | null): void {
+  if (ranking) {
+    for (const list of [...ranking.classes.values(), ranking.overall]) for (const k of list) parseMatmulConfig(k);
+    rankings.set(adapterKey, ranking);
+  } else {
+    rankings.delete(adapterKey);
+  }
+}
+
+/** The ranking installed for this adapter key, if any. */
+export function matmulRanking(adapterKey: string): MatmulRanking | null {
+  return rankings.get(adapterKey) ?? null;
+}
+
+/**
+ * The configuration a product of this shape uses now: the fastest tuned one for its shape class (else the
+ * fastest over all classes) that the forced family and subgroup setting allow, else the family's default.
+ */
+export function matmulConfigFor(M: number, K: number, N: number, opts: MatmulOptions = {}): MatmulConfig {
+  const shared = matmulSubgroupSize() !== null;
+  const ranking = rankings.get(matmulAdapterKey());
+  if (ranking) {
+    const lists = [ranking.classes.get(matmulShapeClass(opts.transA ?? false, opts.transB ?? false, M, K, N)), ranking.overall];
+    for (const list of lists) {
+      if (!list) continue;
+      for (const key of list) {
+        const c = parseMatmulConfig(key);
+        if (familySetting !== 'auto' && c.family !== familySetting) continue;
+        if (c.family === 'register' && c.shared && !shared) continue;
+        return c;
+      }
+    }
+  }
+  return defaultMatmulConfig(matmulFamily(), shared);
+}
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -99,21 +228,33 @@ function dims(a: Tensor, b: Tensor, transA: boolean, transB: boolean, op: string
   return { M, K, N };
 }
 
-function programFor(spec: MatmulSpec): { k: Kernel; tile: MatmulTile } {
-  if (matmulFamily() === 'tiled') {
-    return { k: kernel(`matmulTiled_${specKey(spec)}`, () => tiledMatmulSource(spec)), tile: TILED_TILE };
+function programFor(spec: MatmulSpec, c: MatmulConfig): { k: Kernel; tile: MatmulTile } {
+  const name = matmulConfigKey(c);
+  if (c.family === 'tiled') {
+    const cfg = { tile: c.tile, rowsPerThread: c.rowsPerThread };
+    return { k: kernel(`matmul_${name}_${specKey(spec)}`, () => tiledMatmulSource(spec, cfg)), tile: tiledTile(cfg) };
   }
-  const cfg: RegisterConfig = { subgroup: matmulSubgroupSize(), rows: matmulTuning.sharedRows };
+  let subgroup: number | null = null;
+  if (c.shared) {
+    subgroup = matmulSubgroupSize();
+    if (subgroup === null) throw new Error(`matmul: configuration ${name} needs subgroups of one fixed size, which this device lacks`);
+  }
+  const cfg = { subgroup, rows: c.rows, colGroups: c.colGroups };
   return {
-    k: kernel(`matmulRegister_s${cfg.subgroup ?? 0}r${cfg.rows}_${specKey(spec)}`, () => registerMatmulSource(spec, cfg)),
+    k: kernel(`matmul_${name}_s${subgroup ?? 0}_${specKey(spec)}`, () => registerMatmulSource(spec, cfg)),
     tile: registerTile(cfg),
   };
+}
+
+export interface MatmulIntoOptions extends MatmulOptions, GemmExtras {
+  /** Run this kernel configuration instead of the one matmulConfigFor() picks (tuning, tests). */
+  config?: MatmulConfig;
 }
 
 /**
  * out = epilogue(op(A) op(B)) without autograd. `out` is [M, N] and must not share a buffer with any input.
  */
-export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions & GemmExtras = {}): Tensor {
+export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: MatmulIntoOptions = {}): Tensor {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const { M, K, N } = dims(a, b, transA, transB, 'matmul');
@@ -140,7 +281,7 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOption
     gradAct: grad ? grad.act : null,
     gradFrom: grad?.fromOutput ? 'out' : 'pre',
   };
-  const { k, tile } = programFor(spec);
+  const { k, tile } = programFor(spec, opts.config ?? matmulConfigFor(M, K, N, { transA, transB }));
   const buffers: Record<string, Tensor> = { a, b, out };
   if (bias) buffers.bias = bias;
   if (pre) buffers.pre = pre;
@@ -198,9 +339,9 @@ function columnSum(g: Tensor, through: { act: Activation; from: Tensor; fromOutp
  */
 export const linearTuning: { backward: 'auto' | 'fused' | 'separate' } = { backward: 'auto' };
 
-function separateGradPass(): boolean {
+function separateGradPass(batch: number, outF: number, inF: number): boolean {
   if (linearTuning.backward !== 'auto') return linearTuning.backward === 'separate';
-  return matmulFamily() === 'register';
+  return matmulConfigFor(batch, outF, inF).family === 'register';
 }
 
 /** g * act'(from) as a new tensor. */
@@ -236,7 +377,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, act: Acti
   record('linear', inputs, [y], ([gy]) => {
     let g = gy!;
     let through = act === 'identity' ? null : { act, from: pre ?? y, fromOutput: pre === null };
-    if (through && separateGradPass()) {
+    if (through && separateGradPass(batch, outF, x.shape[1]!)) {
       g = gradThrough(g, through);
       through = null;
     }
