@@ -187,7 +187,7 @@ export class ReplayStore {
       rt.dispatch(
         k,
         { rows: { buffer: chunk.buffer, offset: 0, size: chunk.buffer.size }, ...out },
-        { batch, high: this.filled, obsDim, actDim, width, lo: chunk.lo, hi: chunk.hi, ...position },
+        [{ batch, high: this.filled, obsDim, actDim, width, lo: chunk.lo, hi: chunk.hi }, position],
         flatGrid(batch * width),
       );
     }

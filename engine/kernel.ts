@@ -63,20 +63,35 @@ export class Kernel {
     this.uniform = uniform;
   }
 
-  /** Packs named scalars into the uniform struct's bytes; every field must be given. */
-  packUniforms(values: Record<string, number>): ArrayBuffer {
+  /**
+   * Packs named scalars into the uniform struct's bytes; every field must be given. `values` may be a list of
+   * objects searched in order (the first that has a field gives it).
+   */
+  packUniforms(values: Readonly<Record<string, number>> | readonly Readonly<Record<string, number>>[]): ArrayBuffer {
     const u = this.uniform;
     if (!u) throw new Error(`kernel ${this.name} has no uniform struct`);
     const buf = new ArrayBuffer(u.size);
-    const view = new DataView(buf);
-    for (const f of u.fields) {
-      const v = values[f.name];
-      if (v === undefined) throw new Error(`kernel ${this.name}: uniform field ${f.name} not given`);
-      if (f.type === 'f32') view.setFloat32(f.offset, v, true);
-      else if (f.type === 'u32') view.setUint32(f.offset, v >>> 0, true);
-      else view.setInt32(f.offset, v | 0, true);
-    }
+    this.packInto(new DataView(buf), 0, Array.isArray(values) ? values : [values as Readonly<Record<string, number>>]);
     return buf;
+  }
+
+  /** Writes the uniform struct at byte `offset` of `view` (no allocation: replays call this every step). */
+  packInto(view: DataView, offset: number, sources: readonly Readonly<Record<string, number>>[]): void {
+    const u = this.uniform;
+    if (!u) throw new Error(`kernel ${this.name} has no uniform struct`);
+    for (const f of u.fields) {
+      let v: number | undefined;
+      for (const src of sources) {
+        if (f.name in src) {
+          v = src[f.name];
+          break;
+        }
+      }
+      if (v === undefined) throw new Error(`kernel ${this.name}: uniform field ${f.name} not given`);
+      if (f.type === 'f32') view.setFloat32(offset + f.offset, v, true);
+      else if (f.type === 'u32') view.setUint32(offset + f.offset, v >>> 0, true);
+      else view.setInt32(offset + f.offset, v | 0, true);
+    }
   }
 }
 

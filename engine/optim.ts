@@ -34,12 +34,15 @@ export interface AdamWOptions {
    * because the diffusion-policy recipes this engine serves use Adam or AdamW without decay.
    */
   weightDecay?: number;
+  /** Learning rate as a function of the step count (0-based); when set, step() without an lr uses it. */
+  schedule?: LRSchedule;
 }
 
 /**
  * AdamW with PyTorch's semantics over one ParamGroup. The moment estimates m and v live in their own flat
- * buffers, laid out like the group, so a step is one dispatch; the bias corrections are computed on the host
- * from stepCount and travel in the uniforms.
+ * buffers, laid out like the group, so a step is one dispatch; the bias corrections and the learning rate are
+ * computed on the host from stepCount and travel in the uniforms, registered as per-step values so a recorded
+ * step recomputes them at every replay.
  */
 export class AdamW {
   readonly group: ParamGroup;
@@ -48,6 +51,8 @@ export class AdamW {
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
+  /** Learning rate by step count, used when step() gets no lr (then `lr` is ignored). */
+  schedule: LRSchedule | null;
   /** Steps taken so far; step t (counting from 1) uses bias corrections 1 - beta^t. */
   stepCount = 0;
   readonly m: Tensor;
@@ -67,45 +72,47 @@ export class AdamW {
     this.betas = [betas[0], betas[1]];
     this.eps = eps;
     this.weightDecay = weightDecay;
+    this.schedule = opts.schedule ?? null;
     this.m = keep(fill_(empty([group.length]), 0));
     this.v = keep(fill_(empty([group.length]), 0));
   }
 
   /**
-   * One update of every parameter from the group's gradients. `gradScale`, a one-element tensor, multiplies
-   * every gradient inside the same dispatch (the `scale` of clipScale clips without touching the gradients).
+   * One update of every parameter from the group's gradients, at learning rate `lr` if given, else
+   * schedule(stepCount), else `this.lr` (the last two read afresh at every replay of a recorded step).
+   * `gradScale`, a one-element tensor, multiplies every gradient inside the same dispatch (the `scale` of
+   * clipScale clips without touching the gradients).
    */
-  step(lr: number = this.lr, gradScale?: Tensor): void {
-    checkScalar('AdamW.step: lr', lr, lr >= 0, '>= 0');
+  step(lr?: number, gradScale?: Tensor): void {
+    if (lr !== undefined) checkScalar('AdamW.step: lr', lr, lr >= 0, '>= 0');
     if (gradScale && (gradScale.size !== 1 || gradScale.dtype !== 'f32')) {
       throw new Error(`AdamW.step: gradScale must be a one-element f32 tensor, got ${gradScale.dtype} [${gradScale.shape}]`);
     }
-    const t = this.stepCount + 1;
     const [beta1, beta2] = this.betas;
-    const biasCorrection1 = 1 - Math.pow(beta1, t);
-    const biasCorrection2 = 1 - Math.pow(beta2, t);
     const width = widthFor(this.group.length);
     const scaled = gradScale !== undefined;
     const k = kernel(`adamw_w${width}${scaled ? '_scaled' : ''}`, () => adamwSource(width, scaled));
     const buffers: Record<string, Tensor> = { values: this.group.values, grads: this.group.grads, exp_avg: this.m, exp_avg_sq: this.v };
     if (gradScale) buffers['grad_scale'] = gradScale;
     const n = this.group.length / width;
-    runtime().dispatch(
-      k,
-      buffers,
-      {
-        n,
-        beta1,
-        beta2,
-        one_minus_beta1: 1 - beta1,
-        one_minus_beta2: 1 - beta2,
-        decay: 1 - lr * this.weightDecay,
-        step_size: lr / biasCorrection1,
-        inv_sqrt_bc2: 1 / Math.sqrt(biasCorrection2),
-        eps: this.eps,
-      },
-      flatGrid(n),
-    );
+    const uniforms = { n, beta1, beta2, one_minus_beta1: 1 - beta1, one_minus_beta2: 1 - beta2, eps: this.eps, decay: 1, step_size: 0, inv_sqrt_bc2: 1 };
+    this.advance(uniforms, lr);
+    const rt = runtime();
+    rt.perStep(uniforms, () => this.advance(uniforms, lr));
+    rt.dispatch(k, buffers, uniforms, flatGrid(n));
+  }
+
+  /** Counts one step and writes its learning-rate and bias-correction terms into the uniforms. */
+  private advance(u: { decay: number; step_size: number; inv_sqrt_bc2: number }, fixedLr: number | undefined): void {
+    const lr = fixedLr ?? (this.schedule ? this.schedule(this.stepCount) : this.lr);
+    checkScalar('AdamW.step: lr', lr, lr >= 0, '>= 0');
+    const t = this.stepCount + 1;
+    const [beta1, beta2] = this.betas;
+    const biasCorrection1 = 1 - Math.pow(beta1, t);
+    const biasCorrection2 = 1 - Math.pow(beta2, t);
+    u.decay = 1 - lr * this.weightDecay;
+    u.step_size = lr / biasCorrection1;
+    u.inv_sqrt_bc2 = 1 / Math.sqrt(biasCorrection2);
     this.stepCount = t;
   }
 

@@ -4,7 +4,7 @@
 // exactly, and drawing a step's noise costs one dispatch whose only host work is its uniform values.
 // The block and word layout is documented in kernels/rng.ts.
 import { kernel } from './kernel.ts';
-import { runtime } from './runtime.ts';
+import { isStarted, runtime } from './runtime.ts';
 import { empty, numel, type Tensor } from './tensor.ts';
 import { rngFillSource, type RngDistribution } from '../kernels/rng.ts';
 import { flatGrid } from '../kernels/common.ts';
@@ -12,12 +12,12 @@ import { flatGrid } from '../kernels/common.ts';
 const TWO_POW_32 = 4294967296;
 
 /** Where a draw sits in the stream, as the uniform fields the Philox kernels read. */
-export interface PhiloxPosition {
+export type PhiloxPosition = {
   key_lo: number;
   key_hi: number;
   base_lo: number;
   base_hi: number;
-}
+};
 
 function checkFinite(op: string, values: Record<string, number>): void {
   for (const [name, v] of Object.entries(values)) {
@@ -79,22 +79,26 @@ export class Generator {
 
   /**
    * Reserves the Philox blocks of a draw of n elements for a kernel that draws inline with PHILOX_WGSL, and
-   * returns the uniform values naming that stretch of the stream (pass them to philox_block).
+   * returns the uniform values naming that stretch of the stream (pass them to philox_block). Pass the object
+   * itself to dispatch, in a uniform list, not copied: a recorded step re-reserves into it on every replay.
    */
   reserve(n: number): PhiloxPosition {
     if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Generator.reserve: n must be a non-negative integer, got ${n}`);
     const blocks = Math.ceil(n / 4);
+    const position: PhiloxPosition = { key_lo: this.seed % TWO_POW_32, key_hi: Math.floor(this.seed / TWO_POW_32), base_lo: 0, base_hi: 0 };
+    this.advanceInto(position, blocks);
+    if (isStarted()) runtime().perStep(position, () => this.advanceInto(position, blocks));
+    return position;
+  }
+
+  private advanceInto(position: PhiloxPosition, blocks: number): void {
     const base = this.counter;
     if (!Number.isSafeInteger(base) || base < 0 || !Number.isSafeInteger(base + blocks)) {
       throw new Error(`Generator: counter ${base} is not an integer in [0, 2^53) or would overflow`);
     }
     this.counter = base + blocks;
-    return {
-      key_lo: this.seed % TWO_POW_32,
-      key_hi: Math.floor(this.seed / TWO_POW_32),
-      base_lo: base % TWO_POW_32,
-      base_hi: Math.floor(base / TWO_POW_32),
-    };
+    position.base_lo = base % TWO_POW_32;
+    position.base_hi = Math.floor(base / TWO_POW_32);
   }
 
   private fill(dist: RngDistribution, t: Tensor, extra: Record<string, number>): Tensor {
@@ -102,7 +106,7 @@ export class Generator {
     if (t.dtype !== wantType) throw new Error(`Generator: a ${dist} draw fills a ${wantType} tensor, got ${t.dtype} [${t.shape}]`);
     const k = kernel(`rng_${dist}`, () => rngFillSource(dist));
     const position = this.reserve(t.size);
-    runtime().dispatch(k, { out: t }, { n: t.size, ...position, ...extra }, flatGrid(Math.ceil(t.size / 4)));
+    runtime().dispatch(k, { out: t }, [{ n: t.size, ...extra }, position], flatGrid(Math.ceil(t.size / 4)));
     return t;
   }
 }

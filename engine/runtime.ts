@@ -19,13 +19,52 @@ export interface Bindable {
 
 export type BindingArg = BufferBinding | Bindable;
 
-/** One recorded dispatch: what a step recorder needs to replay it later with the same buffers. */
+/** A kernel's uniform values by field name: one object, or several searched in order (first hit wins). */
+export type UniformValues = Readonly<Record<string, number>>;
+export type UniformArg = UniformValues | readonly UniformValues[] | null;
+
+/**
+ * One recorded dispatch. `dynamic` is set when its uniforms read per-step values (objects registered with
+ * perStep): a replay repacks them from those live objects after re-running the per-step refreshes.
+ */
 export interface DispatchRecord {
+  kind: 'dispatch';
   kernel: Kernel;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   workgroups: [number, number, number];
+  storage: BufferBinding[];
+  dynamic: { sources: readonly UniformValues[] } | null;
 }
+
+export interface CopyRecord {
+  kind: 'copy';
+  src: BufferBinding;
+  dst: BufferBinding;
+  bytes: number;
+}
+
+export type RecordedOp = DispatchRecord | CopyRecord;
+
+/** What a recording captured: its ops in order and the host-side refreshes of its per-step values. */
+export interface CapturedStep {
+  ops: RecordedOp[];
+  refreshes: (() => void)[];
+  /** Buffers the step acquired: they stay out of the pool until the recording is released. */
+  pinned: Set<GPUBuffer>;
+}
+
+interface RecordingState extends CapturedStep {
+  live: Set<object>;
+  usedLive: Set<object>;
+  /** Pinned buffers released during recording: the step may reuse them (its dispatches run in order). */
+  localFree: Map<number, GPUBuffer[]>;
+  /** Per-dispatch uniform buffers of this first execution (replays use one arena instead). */
+  scratchUniforms: GPUBuffer[];
+  staticUniforms: Set<GPUBuffer>;
+}
+
+class RecordingError extends Error {}
 
 const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
@@ -79,8 +118,14 @@ export class Runtime {
   private pendingChecks = new Set<Promise<void>>();
   private lost = false;
 
-  /** When set, every dispatch is appended here as well as encoded. */
-  recorder: DispatchRecord[] | null = null;
+  private recording: RecordingState | null = null;
+  /** Buffers bound by live recordings (count of recordings), and those recordings' pinned buffers. */
+  private boundByRecordings = new Map<GPUBuffer, number>();
+  private pinnedBuffers = new Set<GPUBuffer>();
+  /** Pinned buffers whose tensors are all gone: pooled again when their recording is released. */
+  private releasedPinned = new Set<GPUBuffer>();
+  private pinnedUniforms = new Map<GPUBuffer, number>();
+  private evictedPinnedUniforms = new Set<GPUBuffer>();
   /** Counters for benchmarks and for checking that a step does no host work it should not. */
   stats = { dispatches: 0, submits: 0, buffersCreated: 0, bindGroupsCreated: 0, uniformsCreated: 0, readbacks: 0 };
 
@@ -114,6 +159,18 @@ export class Runtime {
   /** A storage buffer of at least `bytes` bytes from the pool. Its contents are undefined. */
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
+    const rec = this.recording;
+    if (rec) {
+      const b = rec.localFree.get(size)?.pop() ?? this.acquireFromPool(size, bytes);
+      rec.pinned.add(b);
+      this.pinnedBuffers.add(b);
+      this.releasedPinned.delete(b);
+      return b;
+    }
+    return this.acquireFromPool(size, bytes);
+  }
+
+  private acquireFromPool(size: number, bytes: number): GPUBuffer {
     const free = this.freeBuffers.get(size);
     const b = free?.pop();
     if (b) return b;
@@ -128,6 +185,21 @@ export class Runtime {
 
   /** Returns a buffer to the pool once the work encoded so far has been submitted. */
   release(b: GPUBuffer): void {
+    if (this.pinnedBuffers.has(b)) {
+      this.releasedPinned.add(b);
+      const rec = this.recording;
+      if (rec?.pinned.has(b)) {
+        let list = rec.localFree.get(b.size);
+        if (!list) rec.localFree.set(b.size, (list = []));
+        list.push(b);
+      }
+      return;
+    }
+    if (this.boundByRecordings.has(b)) {
+      throw new RecordingError(
+        `a buffer bound by a recorded step was freed while the recording is alive; tensors a recorded step reads must outlive it (dispose the recording first)`,
+      );
+    }
     if (this.encoder) this.releasedThisBatch.push(b);
     else this.pushFree(b);
   }
@@ -166,11 +238,15 @@ export class Runtime {
    * queue order.
    */
   write(buffer: GPUBuffer, offset: number, data: ArrayBufferView, pendingUse = true): void {
+    if (this.recording) {
+      throw new RecordingError('a host write inside a recorded step would not be replayed; create constants and upload data before recording');
+    }
     if (pendingUse && this.encoder) this.flush();
     this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
   }
 
   async read(binding: BufferBinding): Promise<ArrayBuffer> {
+    if (this.recording) throw new RecordingError('a readback inside a recorded step is not allowed; return the tensor from the step and read it after');
     const offset = binding.offset ?? 0;
     const size = binding.size ?? binding.buffer.size - offset;
     const stagingSize = sizeClass(size);
@@ -259,20 +335,27 @@ export class Runtime {
       // bind groups holding the evicted buffer must never be handed out again
       for (const bgKey of this.bindGroupsByUniform.get(evicted) ?? []) this.bindGroups.delete(bgKey);
       this.bindGroupsByUniform.delete(evicted);
-      this.destroyAfterSubmit.push(evicted);
+      if (this.pinnedUniforms.has(evicted)) this.evictedPinnedUniforms.add(evicted);
+      else this.destroyAfterSubmit.push(evicted);
     }
     return b;
   }
 
-  private buildBindGroup(k: Kernel, key: string, storage: BufferBinding[], uniforms: Record<string, number> | null): GPUBindGroup {
-    const uniformBuf = k.uniform ? this.uniformBuffer(k.packUniforms(uniforms ?? {})) : null;
+  /** A bind group with the uniform struct at `uniform` (for recorded steps' per-step values); not cached. */
+  createBindGroup(k: Kernel, storage: BufferBinding[], uniform: BufferBinding | null): GPUBindGroup {
     let next = 0;
     const bg = this.device.createBindGroup({
       label: k.name,
       layout: this.layoutFor(k),
-      entries: k.bindings.map((b) => ({ binding: b.binding, resource: b.kind === 'uniform' ? { buffer: uniformBuf! } : storage[next++]! })),
+      entries: k.bindings.map((b) => ({ binding: b.binding, resource: b.kind === 'uniform' ? uniform! : storage[next++]! })),
     });
     this.stats.bindGroupsCreated++;
+    return bg;
+  }
+
+  private buildBindGroup(k: Kernel, key: string, storage: BufferBinding[], uniforms: UniformArg): GPUBindGroup {
+    const uniformBuf = k.uniform ? this.uniformBuffer(k.packUniforms(uniforms ?? {})) : null;
+    const bg = this.createBindGroup(k, storage, uniformBuf ? { buffer: uniformBuf } : null);
     if (this.bindGroups.size >= MAX_BIND_GROUPS) {
       this.bindGroups.clear();
       this.bindGroupsByUniform.clear();
@@ -305,16 +388,17 @@ export class Runtime {
    * Encodes one dispatch. `buffers` names every storage binding of the kernel; `uniforms` gives every field of
    * its uniform struct. Workgroup counts beyond the per-dimension limit are an error, not a silent clamp.
    */
-  dispatch(k: Kernel, buffers: Record<string, BindingArg>, uniforms: Record<string, number> | null, workgroups: [number, number?, number?]): void {
+  dispatch(k: Kernel, buffers: Record<string, BindingArg>, uniforms: UniformArg, workgroups: [number, number?, number?]): void {
     if (this.lost) throw new GPUEngineError(`kernel ${k.name}: the GPU device is lost`);
     const wg: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     const maxWg = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (wg[0] > maxWg || wg[1] > maxWg || wg[2] > maxWg) {
       throw new GPUEngineError(`kernel ${k.name}: workgroup count ${wg.join('x')} exceeds the device limit ${maxWg} per dimension`);
     }
+    const sources: readonly UniformValues[] = uniforms === null ? [] : isSourceList(uniforms) ? uniforms : [uniforms];
     let key = k.name;
     const u = k.uniform;
-    if (u) for (const f of u.fields) key += ',' + uniforms?.[f.name];
+    if (u) for (const f of u.fields) key += ',' + uniformValue(sources, f.name);
     const storage: BufferBinding[] = [];
     for (const b of k.bindings) {
       if (b.kind === 'uniform') continue;
@@ -325,8 +409,21 @@ export class Runtime {
       key += '|' + this.bufferId(e.buffer) + ':' + (e.offset ?? 0) + ':' + (e.size ?? -1);
     }
     const pipeline = this.pipeline(k);
-    let bindGroup = this.bindGroups.get(key);
-    if (!bindGroup) bindGroup = this.buildBindGroup(k, key, storage, uniforms);
+    const rec = this.recording;
+    const live = rec && u ? sources.filter((src) => rec.live.has(src)) : [];
+    let bindGroup: GPUBindGroup;
+    if (rec && live.length > 0) {
+      for (const src of live) rec.usedLive.add(src);
+      // this first execution gets a uniform buffer of its own; replays repack an arena slot instead
+      const scratch = this.device.createBuffer({ size: u!.size, usage: UNIFORM_USAGE, mappedAtCreation: true, label: 'uniform(recorded)' });
+      new Uint8Array(scratch.getMappedRange()).set(new Uint8Array(k.packUniforms(sources)));
+      scratch.unmap();
+      rec.scratchUniforms.push(scratch);
+      bindGroup = this.createBindGroup(k, storage, { buffer: scratch });
+    } else {
+      bindGroup = this.bindGroups.get(key) ?? this.buildBindGroup(k, key, storage, sources);
+      if (rec && u) rec.staticUniforms.add(this.uniformBuffer(k.packUniforms(sources)));
+    }
     if (wg[0] === 0 || wg[1] === 0 || wg[2] === 0) return;
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
@@ -334,8 +431,10 @@ export class Runtime {
     pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
     this.stats.dispatches++;
     this.batchKernels.push(k.name);
-    if (this.recorder) this.recorder.push({ kernel: k, pipeline, bindGroup, workgroups: wg });
-    if (this.debug || this.batchKernels.length >= this.maxBatch) this.flush();
+    if (rec) {
+      rec.ops.push({ kind: 'dispatch', kernel: k, pipeline, bindGroup, workgroups: wg, storage, dynamic: live.length > 0 ? { sources } : null });
+    }
+    if (this.debug || (!rec && this.batchKernels.length >= this.maxBatch)) this.flush();
   }
 
   /** Encodes a buffer-to-buffer copy (outside any compute pass). */
@@ -344,6 +443,122 @@ export class Runtime {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     this.encoder.copyBufferToBuffer(src.buffer, src.offset ?? 0, dst.buffer, dst.offset ?? 0, bytes);
     this.batchKernels.push('copy');
+    this.recording?.ops.push({ kind: 'copy', src, dst, bytes });
+  }
+
+  // ---- recording (see engine/record.ts) ----
+
+  get isRecording(): boolean {
+    return this.recording !== null;
+  }
+
+  /**
+   * Registers a per-step value: `values` is an object a kernel's uniforms read, and `refresh` recomputes it in
+   * place. Outside a recording it does nothing. Inside one, every replay calls the refreshes in recording order
+   * (so generators and optimisers advance exactly as eager steps would) and repacks the dispatches that read
+   * these objects. The object must be passed to dispatch itself (in a uniform list), not copied into another.
+   */
+  perStep(values: object, refresh: () => void): void {
+    const rec = this.recording;
+    if (!rec) return;
+    rec.live.add(values);
+    rec.refreshes.push(refresh);
+  }
+
+  beginRecording(): void {
+    if (this.recording) throw new RecordingError('a step is already being recorded');
+    this.flush();
+    this.recording = {
+      ops: [],
+      refreshes: [],
+      pinned: new Set(),
+      live: new Set(),
+      usedLive: new Set(),
+      localFree: new Map(),
+      scratchUniforms: [],
+      staticUniforms: new Set(),
+    };
+  }
+
+  /** Ends the recording (submitting its first execution) and hands over what it captured. */
+  endRecording(): CapturedStep {
+    const rec = this.recording;
+    if (!rec) throw new RecordingError('no step is being recorded');
+    this.recording = null;
+    const unused = [...rec.live].filter((v) => !rec.usedLive.has(v));
+    this.flush();
+    for (const b of rec.scratchUniforms) this.destroyAfterSubmit.push(b);
+    const captured: CapturedStep = { ops: rec.ops, refreshes: rec.refreshes, pinned: rec.pinned };
+    for (const b of rec.staticUniforms) this.pinnedUniforms.set(b, (this.pinnedUniforms.get(b) ?? 0) + 1);
+    for (const b of this.buffersOf(captured)) this.boundByRecordings.set(b, (this.boundByRecordings.get(b) ?? 0) + 1);
+    (captured as CapturedStep & { staticUniforms: Set<GPUBuffer> }).staticUniforms = rec.staticUniforms;
+    if (unused.length) {
+      this.releaseRecording(captured);
+      throw new RecordingError(
+        `${unused.length} per-step value(s) (e.g. a Generator.reserve position) were registered but no dispatch read them ` +
+          'as a uniform source: their fields were probably copied into another object, which a replay would never refresh',
+      );
+    }
+    return captured;
+  }
+
+  /** Abandons a recording after an error in the step function; its buffers go back to the pool. */
+  abortRecording(): void {
+    const rec = this.recording;
+    if (!rec) return;
+    this.recording = null;
+    try {
+      this.flush();
+    } catch {
+      // the step's error is the one to report
+    }
+    for (const b of rec.scratchUniforms) this.destroyAfterSubmit.push(b);
+    for (const b of rec.pinned) {
+      this.pinnedBuffers.delete(b);
+      if (this.releasedPinned.delete(b)) this.release(b);
+    }
+  }
+
+  private buffersOf(c: CapturedStep): Set<GPUBuffer> {
+    const out = new Set<GPUBuffer>();
+    for (const op of c.ops) {
+      if (op.kind === 'copy') {
+        out.add(op.src.buffer);
+        out.add(op.dst.buffer);
+      } else for (const b of op.storage) out.add(b.buffer);
+    }
+    return out;
+  }
+
+  /** Gives a recording's buffers back: pinned ones whose tensors are gone return to the pool. */
+  releaseRecording(c: CapturedStep): void {
+    for (const b of this.buffersOf(c)) {
+      const n = (this.boundByRecordings.get(b) ?? 1) - 1;
+      if (n > 0) this.boundByRecordings.set(b, n);
+      else this.boundByRecordings.delete(b);
+    }
+    const statics = (c as CapturedStep & { staticUniforms?: Set<GPUBuffer> }).staticUniforms ?? new Set();
+    for (const b of statics) {
+      const n = (this.pinnedUniforms.get(b) ?? 1) - 1;
+      if (n > 0) this.pinnedUniforms.set(b, n);
+      else {
+        this.pinnedUniforms.delete(b);
+        if (this.evictedPinnedUniforms.delete(b)) this.destroyAfterSubmit.push(b);
+      }
+    }
+    for (const b of c.pinned) {
+      this.pinnedBuffers.delete(b);
+      if (this.releasedPinned.delete(b)) this.release(b);
+    }
+    c.pinned.clear();
+  }
+
+  /** Submits a command buffer built outside the batching (a replay); counts it in the stats. */
+  submitReplay(commands: GPUCommandBuffer, dispatches: number): void {
+    this.throwErrors();
+    this.device.queue.submit([commands]);
+    this.stats.submits++;
+    this.stats.dispatches += dispatches;
   }
 
   /** Submits everything encoded so far. */
@@ -397,6 +612,15 @@ export class Runtime {
     }
     if (this.ownsDevice) this.device.destroy();
   }
+}
+
+function isSourceList(u: UniformValues | readonly UniformValues[]): u is readonly UniformValues[] {
+  return Array.isArray(u);
+}
+
+function uniformValue(sources: readonly UniformValues[], name: string): number | undefined {
+  for (const src of sources) if (name in src) return src[name];
+  return undefined;
 }
 
 function summarize(names: string[]): string {

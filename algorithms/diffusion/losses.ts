@@ -117,7 +117,7 @@ function noise(op: string, family: NoiseFamily, x0: Tensor, gen: Generator, fami
     buffers.cIn = cIn;
   }
   const k = kernel(`diffusion_noise_${family}`, () => noiseForwardSource(family));
-  runtime().dispatch(k, buffers, { rows, dim, quads, ...position, ...familyUniforms }, flatGrid(rows * quads));
+  runtime().dispatch(k, buffers, [{ rows, dim, quads, ...familyUniforms }, position], flatGrid(rows * quads));
   const outputs = edm ? [xt, netInput] : [xt];
   if (needsGrad(x0)) {
     record(op, [x0], outputs, ([gxt, gin]) => {

@@ -124,7 +124,6 @@ export function fusedUpdate(spec: UpdateSpec): { out: Tensor; data: Tensor | nul
   if (data) buffers.dOut = data;
   const uniforms = {
     n,
-    ...position,
     pe: spec.pe,
     qe: spec.qe,
     dLo: clip === null ? 0 : -clip,
@@ -138,7 +137,7 @@ export function fusedUpdate(spec: UpdateSpec): { out: Tensor; data: Tensor | nul
     outLo: fusedClipOut === null ? 0 : -fusedClipOut,
     outHi: fusedClipOut === null ? 0 : fusedClipOut,
   };
-  if (n > 0) runtime().dispatch(kernel(stepVariantKey(variant), () => samplerStepSource(variant)), buffers, uniforms, flatGrid(Math.ceil(n / 4)));
+  if (n > 0) runtime().dispatch(kernel(stepVariantKey(variant), () => samplerStepSource(variant)), buffers, [uniforms, position], flatGrid(Math.ceil(n / 4)));
   if (grad) {
     const outputs = data ? [out, data] : [out];
     record('samplerStep', inputs, outputs, ([g, gD]) => {

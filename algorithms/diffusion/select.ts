@@ -66,7 +66,7 @@ export function selectByCriticWithIndices(
   runtime().dispatch(
     kernel(`selectByCritic_${mode}`, () => selectByCriticSource(mode)),
     { cand: candidates, q, out: actions, idx: indices },
-    { S, N, D, temperature, ...position },
+    [{ S, N, D, temperature }, position],
     flatGrid(S, SELECT_WG),
   );
   return { actions, indices };

@@ -3,27 +3,16 @@
 import { needsGrad, record } from '../autograd.ts';
 import { zeros } from '../basic.ts';
 import { kernel } from '../kernel.ts';
-import type { Generator } from '../random.ts';
+import type { Generator, PhiloxPosition } from '../random.ts';
 import { runtime } from '../runtime.ts';
 import { empty, type Tensor } from '../tensor.ts';
 import { dropoutSource } from '../../kernels/dropout.ts';
 import { flatGrid } from '../../kernels/common.ts';
 
-const TWO_POW_32 = 4294967296;
-
-function applyMask(x: Tensor, p: number, seed: number, base: number): Tensor {
+function applyMask(x: Tensor, p: number, position: PhiloxPosition): Tensor {
   const out = empty(x.shape);
   const blocks = Math.ceil(x.size / 4);
-  const uniforms = {
-    n: x.size,
-    key_lo: seed % TWO_POW_32,
-    key_hi: Math.floor(seed / TWO_POW_32),
-    base_lo: base % TWO_POW_32,
-    base_hi: Math.floor(base / TWO_POW_32),
-    p,
-    scale: 1 / (1 - p),
-  };
-  runtime().dispatch(kernel('dropout', dropoutSource), { x, out }, uniforms, flatGrid(blocks));
+  runtime().dispatch(kernel('dropout', dropoutSource), { x, out }, [{ n: x.size, p, scale: 1 / (1 - p) }, position], flatGrid(blocks));
   return out;
 }
 
@@ -40,14 +29,8 @@ export function dropout(x: Tensor, p: number, generator: Generator): Tensor {
     record('dropout', [x], [out], () => [zeros(x.shape)]);
     return out;
   }
-  const base = generator.counter;
-  const blocks = Math.ceil(x.size / 4);
-  if (!Number.isSafeInteger(base + blocks)) throw new Error(`dropout: generator counter ${base} would overflow`);
-  generator.counter = base + blocks;
-  const out = applyMask(x, p, generator.seed, base);
-  if (needsGrad(x)) {
-    const seed = generator.seed;
-    record('dropout', [x], [out], ([g]) => [g ? applyMask(g, p, seed, base) : null]);
-  }
+  const position = generator.reserve(x.size);
+  const out = applyMask(x, p, position);
+  if (needsGrad(x)) record('dropout', [x], [out], ([g]) => [g ? applyMask(g, p, position) : null]);
   return out;
 }
