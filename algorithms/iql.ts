@@ -366,6 +366,15 @@ export class IQLCritic {
     this.vOptimizer.lr = lr;
   }
 
+  /**
+   * Gives both optimisers a learning rate by step count (e.g. DTQL's cosine decay); unlike setLR called
+   * inside a step, it also holds in replays of a recorded step.
+   */
+  setSchedule(schedule: LRSchedule): void {
+    this.qOptimizer.schedule = schedule;
+    this.vOptimizer.schedule = schedule;
+  }
+
   /** Optimiser steps taken so far. */
   get steps(): number {
     return this.vOptimizer.stepCount;
@@ -462,7 +471,6 @@ export class AWRActor {
   readonly policy: AWRPolicy;
   readonly optimizer: AdamW;
   private readonly group: ParamGroup;
-  private readonly schedule: LRSchedule | null;
 
   constructor(obsDim: number, actDim: number, config: Partial<AWRConfig> = {}, opts: { seed?: number } = {}) {
     const c = { ...AWR_DEFAULTS, ...config };
@@ -473,8 +481,7 @@ export class AWRActor {
     const rng = opts.seed !== undefined ? new HostRng(opts.seed) : globalRng();
     this.policy = new AWRPolicy(obsDim, actDim, { hidden: c.hidden, act: c.act, gaussian: c.policy === 'gaussian', rng });
     this.group = this.policy.paramGroup();
-    this.optimizer = new AdamW(this.group, { lr: c.lr });
-    this.schedule = c.totalSteps === null ? null : cosineLR(c.lr, c.totalSteps);
+    this.optimizer = new AdamW(this.group, { lr: c.lr, schedule: c.totalSteps === null ? undefined : cosineLR(c.lr, c.totalSteps) });
   }
 
   /**
@@ -484,7 +491,6 @@ export class AWRActor {
   update(obs: Tensor, actions: Tensor, advantage: Tensor): Tensor {
     const c = this.config;
     return tidy(() => {
-      const lr = this.schedule ? this.schedule(this.optimizer.stepCount) : c.lr;
       const loss = awrLoss(this.policy.forward(obs), actions, advantage, {
         beta: c.beta,
         maxWeight: c.maxWeight,
@@ -494,7 +500,7 @@ export class AWRActor {
       });
       this.group.zeroGrad();
       backward(loss);
-      this.optimizer.step(lr);
+      this.optimizer.step();
       return detach(loss);
     });
   }

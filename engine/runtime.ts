@@ -457,11 +457,12 @@ export class Runtime {
    * place. Outside a recording it does nothing. Inside one, every replay calls the refreshes in recording order
    * (so generators and optimisers advance exactly as eager steps would) and repacks the dispatches that read
    * these objects. The object must be passed to dispatch itself (in a uniform list), not copied into another.
+   * With `values` null, `refresh` is host bookkeeping alone (e.g. counting steps) repeated by every replay.
    */
-  perStep(values: object, refresh: () => void): void {
+  perStep(values: object | null, refresh: () => void): void {
     const rec = this.recording;
     if (!rec) return;
-    rec.live.add(values);
+    if (values) rec.live.add(values);
     rec.refreshes.push(refresh);
   }
 

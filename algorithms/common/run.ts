@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { axpy_, zeros } from '../../engine/basic.ts';
+import { axpy_, fill_, zeros } from '../../engine/basic.ts';
 import type { Module } from '../../engine/nn.ts';
 import type { AdamW } from '../../engine/optim.ts';
 import type { Generator } from '../../engine/random.ts';
@@ -617,6 +617,8 @@ export class LossMeter {
       axpy_(entry.sum, t);
     }
     this.count++;
+    // inside a recorded step the sums stay in place and every replay counts itself
+    runtime().perStep(null, () => this.count++);
   }
 
   /** Steps added since the last drain. */
@@ -632,9 +634,9 @@ export class LossMeter {
       const data = await sum.read();
       if (names) names.forEach((name, i) => (out[name] = n > 0 ? data[i]! / n : Number.NaN));
       else out[k] = n > 0 ? data[0]! / n : Number.NaN;
-      sum.dispose();
+      // zeroed in place, not replaced: a recorded step keeps accumulating into the same buffers
+      fill_(sum, 0);
     }
-    this.sums.clear();
     this.count = 0;
     return out;
   }
