@@ -10,38 +10,39 @@
 // Evaluation runs the actor, one forward pass per action, in the matching environment.
 //
 // `node algorithms/srpo.ts --help` for the command line; with no arguments it runs the quick Pendulum preset.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { backward, detach, noGrad } from '../engine/autograd.ts';
 import { HostRng } from '../engine/init.ts';
 import { AdamW, cosineLR, type LRSchedule } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
-import { dispose as disposeEngine, init, runtime, type Runtime } from '../engine/runtime.ts';
+import { dispose as disposeEngine, runtime } from '../engine/runtime.ts';
 import { tidy, type Tensor } from '../engine/tensor.ts';
 import { square, sub } from '../engine/ops/elementwise.ts';
 import { mean } from '../engine/ops/reduce.ts';
-import { readD4RL, qlearningDataset, episodeRanges, type D4RLData, type Transitions } from '../datasets/d4rl.ts';
-import { normalizeObservations, normalizedScore, observationStats, rewardPreset, transformRewards, type ObservationStats, type RewardTransform } from '../datasets/presets.ts';
-import { ReplayStore, type ReplayBatch } from '../datasets/replay.ts';
-import { evaluate, gpuPolicy, type BatchPolicy, type EvaluateResult } from '../envs/evaluate.ts';
-import { makeEnv } from '../envs/registry.ts';
-import type { Env } from '../envs/core.ts';
+import type { ObservationStats } from '../datasets/presets.ts';
+import type { ReplayBatch, ReplayStore } from '../datasets/replay.ts';
+import type { BatchPolicy, EvaluateResult } from '../envs/evaluate.ts';
 import { noiseVPSDE } from './diffusion/losses.ts';
 import { BehaviorModel, type BehaviorConfig } from './diffusion/behavior.ts';
 import { VPSDEDiffusion } from './diffusion/models.ts';
 import { IDQLScoreNet } from './diffusion/networks.ts';
 import { VPSDE } from './diffusion/schedules.ts';
 import { IQLCritic } from './iql.ts';
-import { lineSvg, type LineSeries } from './common/svg.ts';
 import {
-  CliError, GpuChurnGuard, JsonlLog, LossMeter, Progress, RUN_FILES, assertFinite, createRunDir, formatDuration, formatNumber, isMainModule,
-  loadCheckpoint, parseCli, readCheckpointInfo, removeStaleTemps, runMain, saveCheckpoint, writeFileAtomic,
+  CliError, JsonlLog, RUN_FILES, formatDuration, isMainModule, parseCli, removeStaleTemps, runMain, writeFileAtomic,
   type CheckpointParts, type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
+import {
+  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun,
+  phaseStart, prepareData, runPhase, say, userError, type OfflineData, type PhaseResult, type PhaseRun, type RunContext,
+} from './common/offline.ts';
 import { ActionBox, SrpoActor } from './srpo/actor.ts';
 import { srpoSurrogateLoss } from './srpo/loss.ts';
 import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, taskConfig, type SrpoConfig } from './srpo/presets.ts';
 
+// the data preparation, evaluation and phase runner now live in common/offline.ts; re-exported for callers of this module
+export { PhaseInterrupted, datasetScores, evaluatePolicy, prepareData, runPhase, type PhaseResult, type PhaseRun, type RunContext };
 export { taskConfig, QUICK_PENDULUM, type SrpoConfig };
 
 export const PHASES = ['behavior', 'critic', 'actor'] as const;
@@ -50,64 +51,11 @@ export type Phase = (typeof PHASES)[number];
 /** Per-phase stream offsets, so the phases draw independent random numbers from one seed. */
 const PHASE_SEED: Record<Phase, number> = { behavior: 1, critic: 2, actor: 3 };
 
-function userError(message: string): Error {
-  const e = new Error(message);
-  (e as { userFacing?: boolean }).userFacing = true;
-  return e;
-}
 
 // =========================================================================================================
 // Data: z-scored observations, actions in [-1, 1], rewards by the preset, all on the GPU
 
-export interface SrpoData {
-  transitions: Transitions;
-  store: ReplayStore;
-  obsStats: ObservationStats | null;
-  rewardTransform: RewardTransform;
-  box: ActionBox;
-  /** Dataset action values outside the box (clipped on the way in). */
-  clippedActions: number;
-  /** Mean and std of the dataset's own normalised episode scores (complete episodes), when known. */
-  datasetScore: { mean: number; std: number; episodes: number } | null;
-}
-
-/** Normalised score of each complete episode of the data (D4RL x100), or null without reference returns. */
-export function datasetScores(data: D4RLData, env: string): number[] | null {
-  const scores: number[] = [];
-  try {
-    for (const [lo, hi] of episodeRanges(data)) {
-      if (!(data.terminals[hi - 1] || data.timeouts[hi - 1])) continue;
-      let ret = 0;
-      for (let i = lo; i < hi; i++) ret += data.rewards[i]!;
-      scores.push(normalizedScore(env, ret));
-    }
-  } catch {
-    return null;
-  }
-  return scores;
-}
-
-/** Builds the training view of a dataset for an environment's action box. */
-export function prepareData(data: D4RLData, box: ActionBox, cfg: Pick<SrpoConfig, 'normalizeObs' | 'rewardPreset' | 'env'>): SrpoData {
-  if (data.actDim !== box.dim) throw userError(`dataset has ${data.actDim} action dims, the environment ${box.dim}`);
-  const raw = qlearningDataset(data);
-  const obsStats = cfg.normalizeObs ? observationStats(data.observations, data.obsDim) : null;
-  const rewardTransform = rewardPreset(cfg.rewardPreset, data);
-  const { actions, clipped } = box.toUnit(raw.actions);
-  let transitions: Transitions = { ...raw, actions };
-  if (obsStats) {
-    transitions = { ...transitions, observations: normalizeObservations(raw.observations, obsStats), nextObservations: normalizeObservations(raw.nextObservations, obsStats) };
-  }
-  transitions = transformRewards(transitions, rewardTransform);
-  const scores = datasetScores(data, cfg.env);
-  let datasetScore: SrpoData['datasetScore'] = null;
-  if (scores && scores.length) {
-    const mean = scores.reduce((s, x) => s + x, 0) / scores.length;
-    const std = Math.sqrt(scores.reduce((s, x) => s + (x - mean) ** 2, 0) / scores.length);
-    datasetScore = { mean, std, episodes: scores.length };
-  }
-  return { transitions, store: ReplayStore.fromTransitions(transitions), obsStats, rewardTransform, box, clippedActions: clipped, datasetScore };
-}
+export type SrpoData = OfflineData;
 
 // =========================================================================================================
 // Phase 1: behaviour model
@@ -226,12 +174,6 @@ export function actorStep(tr: ActorTraining, obs: Tensor, gen: Generator, step: 
 // =========================================================================================================
 // Evaluation
 
-/** A policy on raw environment observations: z-scored with the training statistics, mapped to the env's box. */
-function envPolicy(act: (obs: Tensor) => Tensor, stats: ObservationStats | null, box: ActionBox): BatchPolicy {
-  const gpu = gpuPolicy(act);
-  return async (obs, n) => box.fromUnit(await gpu(stats ? normalizeObservations(obs, stats) : obs, n));
-}
-
 export function actorPolicy(actor: SrpoActor, stats: ObservationStats | null, box: ActionBox): BatchPolicy {
   return envPolicy((s) => actor.forward(s), stats, box);
 }
@@ -246,7 +188,12 @@ export function behaviorPolicy(b: SrpoBehavior, stats: ObservationStats | null, 
  * (Adam, the actor phase's batch, learning rate and step count). It regresses to the mean action per state, so
  * on data with zero-mean action noise it recovers a denoised behaviour policy.
  */
-export function trainBcMlp(store: ReplayStore, obsDim: number, actDim: number, cfg: SrpoConfig): SrpoActor {
+export function trainBcMlp(
+  store: ReplayStore,
+  obsDim: number,
+  actDim: number,
+  cfg: Pick<SrpoConfig, 'actorHidden' | 'actorLayers' | 'actorLr' | 'actorSteps' | 'actorBatch' | 'seed'>,
+): SrpoActor {
   const net = new SrpoActor(obsDim, actDim, { hidden: cfg.actorHidden, layers: cfg.actorLayers, rng: new HostRng(cfg.seed * 16 + 9) });
   const opt = new AdamW(net.paramGroup(), { lr: cfg.actorLr });
   const gen = new Generator(cfg.seed * 16 + 9);
@@ -261,125 +208,6 @@ export function trainBcMlp(store: ReplayStore, obsDim: number, actDim: number, c
   }
   opt.dispose();
   return net;
-}
-
-export async function evaluatePolicy(policy: BatchPolicy, cfg: SrpoConfig): Promise<EvaluateResult> {
-  return evaluate(policy, () => makeEnv(cfg.env), {
-    episodes: cfg.evalEpisodes,
-    numEnvs: Math.min(cfg.evalEpisodes, 20),
-    seed: cfg.evalSeed,
-    normalize: (ret) => normalizedScore(cfg.env, ret),
-  });
-}
-
-// =========================================================================================================
-// Running a phase: steps, progress, log, checks and checkpoints
-
-export interface PhaseRun {
-  phase: Phase;
-  steps: number;
-  /** Where checkpoints go. */
-  checkpoint: string;
-  parts: CheckpointParts;
-  /** Runs step `i` (0-based); returns this step's losses, left on the GPU. Called inside tidy. */
-  step: (i: number) => Record<string, Tensor | [Tensor, string[]]>;
-  /** Called at log points with the step reached; may return evaluation results to log. */
-  evaluate?: (step: number) => Promise<Record<string, number> | null>;
-  evalEvery?: number;
-}
-
-export interface RunContext {
-  cfg: Pick<SrpoConfig, 'logEvery' | 'checkpointEvery'>;
-  /** Polled after every step; when it returns true the phase checkpoints and stops with PhaseInterrupted. */
-  stopRequested?: () => boolean;
-  /** Where log records go (a JsonlLog, or anything with write). */
-  log: { write(record: Record<string, unknown>): void } | null;
-  stream?: ProgressStream;
-  /** Print messages (default: stderr through the progress line). */
-  quiet?: boolean;
-}
-
-/** A phase stopped on request (Ctrl-C) after writing its checkpoint. */
-export class PhaseInterrupted extends Error {
-  readonly phase: Phase;
-  readonly step: number;
-  readonly userFacing = true;
-
-  constructor(phase: Phase, step: number, checkpoint: string) {
-    super(`interrupted in phase '${phase}' at step ${step}; checkpoint written to ${checkpoint}`);
-    this.name = 'PhaseInterrupted';
-    this.phase = phase;
-    this.step = step;
-  }
-}
-
-export interface PhaseResult {
-  phase: Phase;
-  steps: number;
-  /** Step the phase started from in this session (non-zero when resumed). */
-  startStep: number;
-  ms: number;
-  last: Record<string, number>;
-  evals: { step: number; mean: number; std: number }[];
-}
-
-/**
- * Runs a phase from `startStep` to `run.steps`: losses summed on the GPU and read every logEvery steps (and at
- * the end), checked for NaN/Inf, logged and shown; checkpoints at log points every checkpointEvery steps and
- * at the end, each written only after the losses up to it were found finite.
- */
-export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): Promise<PhaseResult> {
-  const { cfg } = ctx;
-  const progress = new Progress(run.phase, run.steps, { stream: ctx.stream, startStep });
-  const meter = new LossMeter();
-  const churn = new GpuChurnGuard();
-  const t0 = performance.now();
-  let lastLog = startStep;
-  let lastCheckpoint = startStep;
-  let checkpointPath: string | null = startStep > 0 ? run.checkpoint : null;
-  let last: Record<string, number> = {};
-  const evals: PhaseResult['evals'] = [];
-  try {
-    for (let step = startStep; step < run.steps; ) {
-      tidy(() => meter.add(run.step(step)));
-      // one submit per step: buffers released by the step return to the pool in a fixed order, so the next
-      // step reuses the same buffers and finds its bind groups cached instead of creating new ones
-      runtime().flush();
-      step++;
-      const end = step === run.steps;
-      const stop = !end && (ctx.stopRequested?.() ?? false);
-      if (step - lastLog < cfg.logEvery && !end && !stop) continue;
-      const values = await meter.drain();
-      assertFinite(run.phase, step, values, { fromStep: lastLog, checkpoint: checkpointPath });
-      last = values;
-      lastLog = step;
-      ctx.log?.write({ phase: run.phase, step, ...values });
-      if (!end) progress.update(step, values);
-      churn.check();
-      if (end || stop || step - lastCheckpoint >= cfg.checkpointEvery) {
-        await saveCheckpoint(run.checkpoint, { ...run.parts, step, extra: { phase: run.phase, complete: end, steps: run.steps } });
-        checkpointPath = run.checkpoint;
-        lastCheckpoint = step;
-      }
-      if (stop) {
-        progress.finish(step, last);
-        throw new PhaseInterrupted(run.phase, step, run.checkpoint);
-      }
-      const every = run.evalEvery ?? 0;
-      if (run.evaluate && (end || (every > 0 && step % every === 0))) {
-        const r = await run.evaluate(step);
-        if (r) {
-          evals.push({ step, mean: r.mean!, std: r.std! });
-          ctx.log?.write({ phase: run.phase, step, eval: r });
-          if (!ctx.quiet) progress.log(`[${run.phase}] step ${step}: evaluation score ${formatNumber(r.mean!)} +- ${formatNumber(r.std!)}`);
-        }
-      }
-    }
-    progress.finish(run.steps, last);
-  } finally {
-    meter.dispose();
-  }
-  return { phase: run.phase, steps: run.steps, startStep, ms: performance.now() - t0, last, evals };
 }
 
 // =========================================================================================================
@@ -467,10 +295,6 @@ export interface SrpoSummary {
   dir: string;
 }
 
-function say(opts: { quiet?: boolean }, message: string): void {
-  if (!opts.quiet) process.stderr.write(`${message}\n`);
-}
-
 /** Resolves a dataset name or path to a file path. */
 export function datasetPath(nameOrPath: string): string {
   const builtin = BUILTIN_DATASETS[nameOrPath];
@@ -479,12 +303,6 @@ export function datasetPath(nameOrPath: string): string {
     throw userError(`dataset '${nameOrPath}' is neither a built-in name (${Object.keys(BUILTIN_DATASETS).join(', ')}) nor an existing file`);
   }
   return nameOrPath;
-}
-
-function phaseState(path: string): { step: number; complete: boolean } | null {
-  if (!existsSync(path)) return null;
-  const info = readCheckpointInfo(path);
-  return { step: info.step, complete: info.extra['complete'] === true };
 }
 
 /** Runs (or resumes) phases 1-3 and the final evaluation; writes everything under opts.dir. */
@@ -497,31 +315,9 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
   const seconds: SrpoSummary['phaseSeconds'] = { setup: 0, behavior: 0, critic: 0, actor: 0, evaluation: 0 };
 
   // ---- environment and data; any dimension mismatch stops here, before training
-  if (!cfg.env) throw userError(`no environment for task '${cfg.task}'; pass --env (known: Pendulum-v1, Hopper-v4, HalfCheetah-v4, Walker2d-v4)`);
-  let env: Env;
-  try {
-    env = await makeEnv(cfg.env);
-  } catch (err) {
-    throw userError(err instanceof Error ? err.message : String(err));
-  }
-  const box = new ActionBox(env.actionLow, env.actionHigh);
-  const envDims = { obsDim: env.obsDim, actDim: env.actDim };
-  env.close();
   const file = datasetPath(cfg.dataset);
-  let raw: D4RLData;
-  try {
-    raw = await readD4RL(file, { expect: envDims });
-  } catch (err) {
-    throw userError(`${err instanceof Error ? err.message : String(err)} (environment ${cfg.env})`);
-  }
-  const data = prepareData(raw, box, cfg);
+  const { data, box } = await loadOfflineData(cfg, file, dir, opts);
   const { obsDim, actDim } = data.transitions;
-  say(opts, `data: ${file}, ${data.transitions.size} transitions, obs ${obsDim}, act ${actDim}; rewards '${cfg.rewardPreset}' (x${formatNumber(data.rewardTransform.scale)})` +
-    (data.clippedActions ? `; ${data.clippedActions} action values clipped to the box` : '') +
-    (data.datasetScore ? `; dataset score ${data.datasetScore.mean.toFixed(1)} +- ${data.datasetScore.std.toFixed(1)}` : ''));
-  if (data.obsStats) {
-    writeFileAtomic(join(dir, 'obs_stats.json'), JSON.stringify({ mean: [...data.obsStats.mean], std: [...data.obsStats.std] }));
-  }
   seconds.setup = (performance.now() - tStart) / 1000;
 
   const behavior = makeBehavior(obsDim, actDim, cfg);
@@ -533,23 +329,8 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
   let bcMlpScore: SrpoSummary['bcMlpScore'] = null;
 
   /** Decides where a phase starts: loaded from a file (skip), resumed, complete, or from scratch. */
-  const prepare = async (phase: Phase, parts: CheckpointParts, file: string | undefined): Promise<number | 'done'> => {
-    if (file) {
-      const info = loadCheckpoint(file, { modules: parts.modules });
-      say(opts, `${phase}: loaded from ${file}${info.step ? ` (step ${info.step})` : ''}; phase skipped`);
-      log.write({ phase, loaded: file });
-      // a copy in the run directory, so that --resume finds the phase complete
-      await saveCheckpoint(paths[phase], { modules: parts.modules, step: info.step, extra: { phase, complete: true, loadedFrom: file } });
-      return 'done';
-    }
-    if (!opts.resume) return 0;
-    const state = phaseState(paths[phase]);
-    if (!state) return 0;
-    // a complete phase needs only its networks (a copy of a loaded file holds nothing else)
-    loadCheckpoint(paths[phase], state.complete ? { modules: parts.modules } : parts);
-    say(opts, `${phase}: ${state.complete ? 'complete' : `resuming at step ${state.step}`} (${paths[phase]})`);
-    return state.complete ? 'done' : state.step;
-  };
+  const prepare = (phase: Phase, parts: CheckpointParts, file: string | undefined): Promise<number | 'done'> =>
+    phaseStart(phase, parts, paths[phase], { file, resume: opts.resume, quiet: opts.quiet, log });
 
   // ---- phase 1: behaviour model
   {
@@ -636,32 +417,7 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
 
 /** One SVG: a loss chart per phase and the evaluation scores, stacked. */
 export function curvesSvg(records: Record<string, unknown>[], baselines: Record<string, { mean: number } | null> = {}): string {
-  const charts: string[] = [];
-  const num = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : Number.NaN);
-  for (const phase of PHASES) {
-    const rows = records.filter((r) => r['phase'] === phase && typeof r['step'] === 'number' && r['eval'] === undefined);
-    if (rows.length === 0) continue;
-    const keys = new Set<string>();
-    for (const r of rows) for (const k of Object.keys(r)) if (!['phase', 'step', 'time'].includes(k) && typeof r[k] !== 'object') keys.add(k);
-    const series: LineSeries[] = [...keys].map((k) => ({ name: k, x: rows.map((r) => num(r['step'])), y: rows.map((r) => num(r[k])) }));
-    if (series.length) charts.push(lineSvg(series, { title: `${phase} losses`, xLabel: 'step', width: 640, height: 300 }));
-  }
-  const evals = records.filter((r) => r['phase'] === 'actor' && r['eval'] && typeof r['step'] === 'number');
-  if (evals.length) {
-    const x = evals.map((r) => num(r['step']));
-    const series: LineSeries[] = [{ name: 'SRPO actor', x, y: evals.map((r) => num((r['eval'] as Record<string, unknown>)['mean'])) }];
-    for (const [name, b] of Object.entries(baselines)) if (b) series.push({ name, x, y: x.map(() => b.mean) });
-    charts.push(lineSvg(series, { title: 'evaluation: normalised score', xLabel: 'actor step', width: 640, height: 300 }));
-  }
-  if (charts.length === 0) charts.push(lineSvg([{ name: 'no data', x: [0], y: [0] }], { title: 'no training records' }));
-  let y = 0;
-  const nested = charts.map((c) => {
-    const h = Number(/height="(\d+)"/.exec(c)?.[1] ?? 300);
-    const out = c.replace('<svg xmlns="http://www.w3.org/2000/svg" ', `<svg x="0" y="${y}" `);
-    y += h;
-    return out;
-  });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${y}" viewBox="0 0 640 ${y}">\n${nested.join('\n')}</svg>\n`;
+  return offlineCurvesSvg(records, baselines, { phases: PHASES, evalPhase: 'actor', policy: 'SRPO actor' });
 }
 
 // =========================================================================================================
@@ -763,49 +519,21 @@ function printSummary(s: SrpoSummary): void {
 export async function main(argv: string[] = process.argv.slice(2)): Promise<SrpoSummary | null> {
   const args = parseCli(CLI, argv);
   if (!args) return null;
-  let cfg: SrpoConfig;
-  let dir: string;
-  if (args.resume !== undefined) {
-    const given = TRAINING_OPTIONS.filter((k) => argv.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
-    if (given.length) throw new CliError(`--resume continues a run with its saved config.json; drop ${given.map((k) => `--${k}`).join(', ')}`);
-    const configPath = join(args.resume, RUN_FILES.config);
-    if (!existsSync(configPath)) throw new CliError(`--resume: ${configPath} not found`);
-    cfg = JSON.parse(readFileSync(configPath, 'utf8')) as SrpoConfig;
-    dir = args.resume;
-  } else {
-    cfg = configFromArgs(args);
-    dir = createRunDir(`srpo-${cfg.task}`, { out: args.out });
-    writeFileSync(join(dir, RUN_FILES.config), `${JSON.stringify(cfg, null, 2)}\n`);
-  }
-  let rt: Runtime;
-  try {
-    rt = await init(args.device === 'auto' ? {} : { dawnFlags: [`adapter=${args.device}`] });
-  } catch (err) {
-    throw userError(`no WebGPU device: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const { cfg, dir, resumed } = openRun<SrpoConfig>(args, argv, TRAINING_OPTIONS, () => {
+    const fresh = configFromArgs(args);
+    return { cfg: fresh, name: `srpo-${fresh.task}` };
+  });
+  const rt = await openDevice(args.device);
   if (!args.quiet) {
     process.stderr.write(`SRPO ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   }
-  // the first Ctrl-C stops at the next step with a checkpoint; a second one exits at once
-  let stop = false;
-  const onInterrupt = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write(`\nstopping after this step (Ctrl-C again to quit at once); resume with --resume ${dir}\n`);
-  };
-  process.on('SIGINT', onInterrupt);
   try {
-    const summary = await runSrpo(cfg, { dir, resume: args.resume !== undefined, behaviorFile: args.behavior, criticFile: args.critic, quiet: args.quiet, stopRequested: () => stop });
+    const summary = await interruptible(dir, 'node algorithms/srpo.ts', (stopRequested) =>
+      runSrpo(cfg, { dir, resume: resumed, behaviorFile: args.behavior, criticFile: args.critic, quiet: args.quiet, stopRequested }),
+    );
     printSummary(summary);
     return summary;
-  } catch (err) {
-    if (err instanceof PhaseInterrupted) {
-      (err as { message: string }).message += `; continue with: node algorithms/srpo.ts --resume ${dir}`;
-      process.exitCode = 130;
-    }
-    throw err;
   } finally {
-    process.off('SIGINT', onInterrupt);
     disposeEngine();
   }
 }

@@ -1,0 +1,402 @@
+// What the offline RL commands (SRPO, DTQL) share beyond the generic run tools of run.ts: the training view of a
+// D4RL-layout dataset, policy evaluation in the matching environment, the phase runner (steps, progress, log,
+// NaN checks, checkpoints, Ctrl-C), phase resume decisions, the training-curves picture and the command-line
+// plumbing of a run (config.json, --resume, device choice, interrupts).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { init, type Runtime, runtime } from '../../engine/runtime.ts';
+import { tidy, type Tensor } from '../../engine/tensor.ts';
+import { readD4RL, qlearningDataset, episodeRanges, type D4RLData, type Transitions } from '../../datasets/d4rl.ts';
+import {
+  normalizeObservations, normalizedScore, observationStats, rewardPreset, transformRewards,
+  type ObservationStats, type RewardPreset, type RewardTransform,
+} from '../../datasets/presets.ts';
+import { ReplayStore } from '../../datasets/replay.ts';
+import { evaluate, gpuPolicy, type BatchPolicy, type EvaluateResult } from '../../envs/evaluate.ts';
+import { makeEnv } from '../../envs/registry.ts';
+import type { Env } from '../../envs/core.ts';
+import { lineSvg, type LineSeries } from './svg.ts';
+import {
+  CliError, GpuChurnGuard, LossMeter, Progress, RUN_FILES, assertFinite, createRunDir, formatNumber, loadCheckpoint,
+  readCheckpointInfo, saveCheckpoint, writeFileAtomic, type CheckpointParts, type ProgressStream,
+} from './run.ts';
+import { ActionBox } from '../srpo/actor.ts';
+
+/** An error whose message is for the person running the command (printed without a stack). */
+export function userError(message: string): Error {
+  const e = new Error(message);
+  (e as { userFacing?: boolean }).userFacing = true;
+  return e;
+}
+
+export function say(opts: { quiet?: boolean }, message: string): void {
+  if (!opts.quiet) process.stderr.write(`${message}\n`);
+}
+
+// =========================================================================================================
+// Data: z-scored observations, actions in [-1, 1], rewards by the preset, all on the GPU
+
+/** The dataset settings prepareData reads. */
+export interface DataConfig {
+  normalizeObs: boolean;
+  rewardPreset: RewardPreset;
+  env: string;
+}
+
+export interface OfflineData {
+  transitions: Transitions;
+  store: ReplayStore;
+  obsStats: ObservationStats | null;
+  rewardTransform: RewardTransform;
+  box: ActionBox;
+  /** Dataset action values outside the box (clipped on the way in). */
+  clippedActions: number;
+  /** Mean and std of the dataset's own normalised episode scores (complete episodes), when known. */
+  datasetScore: { mean: number; std: number; episodes: number } | null;
+}
+
+/** Normalised score of each complete episode of the data (D4RL x100), or null without reference returns. */
+export function datasetScores(data: D4RLData, env: string): number[] | null {
+  const scores: number[] = [];
+  try {
+    for (const [lo, hi] of episodeRanges(data)) {
+      if (!(data.terminals[hi - 1] || data.timeouts[hi - 1])) continue;
+      let ret = 0;
+      for (let i = lo; i < hi; i++) ret += data.rewards[i]!;
+      scores.push(normalizedScore(env, ret));
+    }
+  } catch {
+    return null;
+  }
+  return scores;
+}
+
+/** Builds the training view of a dataset for an environment's action box. */
+export function prepareData(data: D4RLData, box: ActionBox, cfg: DataConfig): OfflineData {
+  if (data.actDim !== box.dim) throw userError(`dataset has ${data.actDim} action dims, the environment ${box.dim}`);
+  const raw = qlearningDataset(data);
+  const obsStats = cfg.normalizeObs ? observationStats(data.observations, data.obsDim) : null;
+  const rewardTransform = rewardPreset(cfg.rewardPreset, data);
+  const { actions, clipped } = box.toUnit(raw.actions);
+  let transitions: Transitions = { ...raw, actions };
+  if (obsStats) {
+    transitions = { ...transitions, observations: normalizeObservations(raw.observations, obsStats), nextObservations: normalizeObservations(raw.nextObservations, obsStats) };
+  }
+  transitions = transformRewards(transitions, rewardTransform);
+  const scores = datasetScores(data, cfg.env);
+  let datasetScore: OfflineData['datasetScore'] = null;
+  if (scores && scores.length) {
+    const mean = scores.reduce((s, x) => s + x, 0) / scores.length;
+    const std = Math.sqrt(scores.reduce((s, x) => s + (x - mean) ** 2, 0) / scores.length);
+    datasetScore = { mean, std, episodes: scores.length };
+  }
+  return { transitions, store: ReplayStore.fromTransitions(transitions), obsStats, rewardTransform, box, clippedActions: clipped, datasetScore };
+}
+
+/**
+ * The environment's dimensions and action box, the dataset read and checked against them, and its training
+ * view; prints one line about the data and writes obs_stats.json into `dir` when observations are z-scored.
+ * Any dimension mismatch stops here, before training.
+ */
+export async function loadOfflineData(
+  cfg: DataConfig & { task: string },
+  file: string,
+  dir: string,
+  opts: { quiet?: boolean },
+): Promise<{ data: OfflineData; box: ActionBox }> {
+  if (!cfg.env) throw userError(`no environment for task '${cfg.task}'; pass --env (known: Pendulum-v1, Hopper-v4, HalfCheetah-v4, Walker2d-v4)`);
+  let env: Env;
+  try {
+    env = await makeEnv(cfg.env);
+  } catch (err) {
+    throw userError(err instanceof Error ? err.message : String(err));
+  }
+  const box = new ActionBox(env.actionLow, env.actionHigh);
+  const envDims = { obsDim: env.obsDim, actDim: env.actDim };
+  env.close();
+  let raw: D4RLData;
+  try {
+    raw = await readD4RL(file, { expect: envDims });
+  } catch (err) {
+    throw userError(`${err instanceof Error ? err.message : String(err)} (environment ${cfg.env})`);
+  }
+  const data = prepareData(raw, box, cfg);
+  const { obsDim, actDim } = data.transitions;
+  say(opts, `data: ${file}, ${data.transitions.size} transitions, obs ${obsDim}, act ${actDim}; rewards '${cfg.rewardPreset}' (x${formatNumber(data.rewardTransform.scale)})` +
+    (data.clippedActions ? `; ${data.clippedActions} action values clipped to the box` : '') +
+    (data.datasetScore ? `; dataset score ${data.datasetScore.mean.toFixed(1)} +- ${data.datasetScore.std.toFixed(1)}` : ''));
+  if (data.obsStats) {
+    writeFileAtomic(join(dir, 'obs_stats.json'), JSON.stringify({ mean: [...data.obsStats.mean], std: [...data.obsStats.std] }));
+  }
+  return { data, box };
+}
+
+// =========================================================================================================
+// Evaluation
+
+/** The evaluation settings evaluatePolicy reads. */
+export interface EvalConfig {
+  env: string;
+  evalEpisodes: number;
+  /** Episode i is reset with evalSeed + i. */
+  evalSeed: number;
+}
+
+/** A policy on raw environment observations: z-scored with the training statistics, mapped to the env's box. */
+export function envPolicy(act: (obs: Tensor) => Tensor, stats: ObservationStats | null, box: ActionBox): BatchPolicy {
+  const gpu = gpuPolicy(act);
+  return async (obs, n) => box.fromUnit(await gpu(stats ? normalizeObservations(obs, stats) : obs, n));
+}
+
+export async function evaluatePolicy(policy: BatchPolicy, cfg: EvalConfig): Promise<EvaluateResult> {
+  return evaluate(policy, () => makeEnv(cfg.env), {
+    episodes: cfg.evalEpisodes,
+    numEnvs: Math.min(cfg.evalEpisodes, 20),
+    seed: cfg.evalSeed,
+    normalize: (ret) => normalizedScore(cfg.env, ret),
+  });
+}
+
+// =========================================================================================================
+// Running a phase: steps, progress, log, checks and checkpoints
+
+export interface PhaseRun {
+  /** Name in progress lines, log records and checkpoints. */
+  phase: string;
+  steps: number;
+  /** Where checkpoints go. */
+  checkpoint: string;
+  parts: CheckpointParts;
+  /** Runs step `i` (0-based); returns this step's losses, left on the GPU. Called inside tidy. */
+  step: (i: number) => Record<string, Tensor | [Tensor, string[]]>;
+  /** Called at log points with the step reached; may return evaluation results to log. */
+  evaluate?: (step: number) => Promise<Record<string, number> | null>;
+  evalEvery?: number;
+}
+
+export interface RunContext {
+  cfg: { logEvery: number; checkpointEvery: number };
+  /** Polled after every step; when it returns true the phase checkpoints and stops with PhaseInterrupted. */
+  stopRequested?: () => boolean;
+  /** Where log records go (a JsonlLog, or anything with write). */
+  log: { write(record: Record<string, unknown>): void } | null;
+  stream?: ProgressStream;
+  /** Print messages (default: stderr through the progress line). */
+  quiet?: boolean;
+}
+
+/** A phase stopped on request (Ctrl-C) after writing its checkpoint. */
+export class PhaseInterrupted extends Error {
+  readonly phase: string;
+  readonly step: number;
+  readonly userFacing = true;
+
+  constructor(phase: string, step: number, checkpoint: string) {
+    super(`interrupted in phase '${phase}' at step ${step}; checkpoint written to ${checkpoint}`);
+    this.name = 'PhaseInterrupted';
+    this.phase = phase;
+    this.step = step;
+  }
+}
+
+export interface PhaseResult {
+  /** Name in progress lines, log records and checkpoints. */
+  phase: string;
+  steps: number;
+  /** Step the phase started from in this session (non-zero when resumed). */
+  startStep: number;
+  ms: number;
+  last: Record<string, number>;
+  evals: { step: number; mean: number; std: number }[];
+}
+
+/**
+ * Runs a phase from `startStep` to `run.steps`: losses summed on the GPU and read every logEvery steps (and at
+ * the end), checked for NaN/Inf, logged and shown; checkpoints at log points every checkpointEvery steps and
+ * at the end, each written only after the losses up to it were found finite.
+ */
+export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): Promise<PhaseResult> {
+  const { cfg } = ctx;
+  const progress = new Progress(run.phase, run.steps, { stream: ctx.stream, startStep });
+  const meter = new LossMeter();
+  const churn = new GpuChurnGuard();
+  const t0 = performance.now();
+  let lastLog = startStep;
+  let lastCheckpoint = startStep;
+  let checkpointPath: string | null = startStep > 0 ? run.checkpoint : null;
+  let last: Record<string, number> = {};
+  const evals: PhaseResult['evals'] = [];
+  try {
+    for (let step = startStep; step < run.steps; ) {
+      tidy(() => meter.add(run.step(step)));
+      // one submit per step: buffers released by the step return to the pool in a fixed order, so the next
+      // step reuses the same buffers and finds its bind groups cached instead of creating new ones
+      runtime().flush();
+      step++;
+      const end = step === run.steps;
+      const stop = !end && (ctx.stopRequested?.() ?? false);
+      if (step - lastLog < cfg.logEvery && !end && !stop) continue;
+      const values = await meter.drain();
+      assertFinite(run.phase, step, values, { fromStep: lastLog, checkpoint: checkpointPath });
+      last = values;
+      lastLog = step;
+      ctx.log?.write({ phase: run.phase, step, ...values });
+      if (!end) progress.update(step, values);
+      churn.check();
+      if (end || stop || step - lastCheckpoint >= cfg.checkpointEvery) {
+        await saveCheckpoint(run.checkpoint, { ...run.parts, step, extra: { phase: run.phase, complete: end, steps: run.steps } });
+        checkpointPath = run.checkpoint;
+        lastCheckpoint = step;
+      }
+      if (stop) {
+        progress.finish(step, last);
+        throw new PhaseInterrupted(run.phase, step, run.checkpoint);
+      }
+      const every = run.evalEvery ?? 0;
+      if (run.evaluate && (end || (every > 0 && step % every === 0))) {
+        const r = await run.evaluate(step);
+        if (r) {
+          evals.push({ step, mean: r.mean!, std: r.std! });
+          ctx.log?.write({ phase: run.phase, step, eval: r });
+          if (!ctx.quiet) progress.log(`[${run.phase}] step ${step}: evaluation score ${formatNumber(r.mean!)} +- ${formatNumber(r.std!)}`);
+        }
+      }
+    }
+    progress.finish(run.steps, last);
+  } finally {
+    meter.dispose();
+  }
+  return { phase: run.phase, steps: run.steps, startStep, ms: performance.now() - t0, last, evals };
+}
+
+/** One SVG: a loss chart per phase and the evaluation scores, stacked. */
+
+function phaseState(path: string): { step: number; complete: boolean } | null {
+  if (!existsSync(path)) return null;
+  const info = readCheckpointInfo(path);
+  return { step: info.step, complete: info.extra['complete'] === true };
+}
+
+/**
+ * Decides where a phase starts: loaded from `file` (its networks only; the phase is skipped and a copy goes to
+ * `path`, so that --resume finds it complete), resumed from `path`, complete there, or from scratch (0).
+ */
+export async function phaseStart(
+  phase: string,
+  parts: CheckpointParts,
+  path: string,
+  opts: { file?: string; resume?: boolean; quiet?: boolean; log: { write(record: Record<string, unknown>): void } },
+): Promise<number | 'done'> {
+  const { file, log } = opts;
+  if (file) {
+    const info = loadCheckpoint(file, { modules: parts.modules });
+    say(opts, `${phase}: loaded from ${file}${info.step ? ` (step ${info.step})` : ''}; phase skipped`);
+    log.write({ phase, loaded: file });
+    await saveCheckpoint(path, { modules: parts.modules, step: info.step, extra: { phase, complete: true, loadedFrom: file } });
+    return 'done';
+  }
+  if (!opts.resume) return 0;
+  const state = phaseState(path);
+  if (!state) return 0;
+  // a complete phase needs only its networks (a copy of a loaded file holds nothing else)
+  loadCheckpoint(path, state.complete ? { modules: parts.modules } : parts);
+  say(opts, `${phase}: ${state.complete ? 'complete' : `resuming at step ${state.step}`} (${path})`);
+  return state.complete ? 'done' : state.step;
+}
+
+// =========================================================================================================
+// Training curves
+
+/** One SVG: a loss chart per phase and the evaluation scores of `evalPhase` with baselines, stacked. */
+export function curvesSvg(
+  records: Record<string, unknown>[],
+  baselines: Record<string, { mean: number } | null>,
+  opts: { phases: readonly string[]; evalPhase: string; policy: string },
+): string {
+  const charts: string[] = [];
+  const num = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : Number.NaN);
+  for (const phase of opts.phases) {
+    const rows = records.filter((r) => r['phase'] === phase && typeof r['step'] === 'number' && r['eval'] === undefined);
+    if (rows.length === 0) continue;
+    const keys = new Set<string>();
+    for (const r of rows) for (const k of Object.keys(r)) if (!['phase', 'step', 'time'].includes(k) && typeof r[k] !== 'object') keys.add(k);
+    const series: LineSeries[] = [...keys].map((k) => ({ name: k, x: rows.map((r) => num(r['step'])), y: rows.map((r) => num(r[k])) }));
+    if (series.length) charts.push(lineSvg(series, { title: `${phase} losses`, xLabel: 'step', width: 640, height: 300 }));
+  }
+  const evals = records.filter((r) => r['phase'] === opts.evalPhase && r['eval'] && typeof r['step'] === 'number');
+  if (evals.length) {
+    const x = evals.map((r) => num(r['step']));
+    const series: LineSeries[] = [{ name: opts.policy, x, y: evals.map((r) => num((r['eval'] as Record<string, unknown>)['mean'])) }];
+    for (const [name, b] of Object.entries(baselines)) if (b) series.push({ name, x, y: x.map(() => b.mean) });
+    charts.push(lineSvg(series, { title: 'evaluation: normalised score', xLabel: `${opts.evalPhase} step`, width: 640, height: 300 }));
+  }
+  if (charts.length === 0) charts.push(lineSvg([{ name: 'no data', x: [0], y: [0] }], { title: 'no training records' }));
+  let y = 0;
+  const nested = charts.map((c) => {
+    const h = Number(/height="(\d+)"/.exec(c)?.[1] ?? 300);
+    const out = c.replace('<svg xmlns="http://www.w3.org/2000/svg" ', `<svg x="0" y="${y}" `);
+    y += h;
+    return out;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${y}" viewBox="0 0 640 ${y}">\n${nested.join('\n')}</svg>\n`;
+}
+
+// =========================================================================================================
+// Command-line plumbing of a run
+
+/**
+ * The configuration and run directory of a command: with --resume the saved config.json of that directory
+ * (training options on the command line are refused), else a fresh directory holding `fresh()`'s config.
+ */
+export function openRun<C>(
+  args: { resume?: string; out?: string },
+  argv: string[],
+  trainingOptions: readonly string[],
+  fresh: () => { cfg: C; name: string },
+): { cfg: C; dir: string; resumed: boolean } {
+  if (args.resume !== undefined) {
+    const given = trainingOptions.filter((k) => argv.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
+    if (given.length) throw new CliError(`--resume continues a run with its saved config.json; drop ${given.map((k) => `--${k}`).join(', ')}`);
+    const configPath = join(args.resume, RUN_FILES.config);
+    if (!existsSync(configPath)) throw new CliError(`--resume: ${configPath} not found`);
+    return { cfg: JSON.parse(readFileSync(configPath, 'utf8')) as C, dir: args.resume, resumed: true };
+  }
+  const { cfg, name } = fresh();
+  const dir = createRunDir(name, { out: args.out });
+  writeFileSync(join(dir, RUN_FILES.config), `${JSON.stringify(cfg, null, 2)}\n`);
+  return { cfg, dir, resumed: false };
+}
+
+/** The WebGPU runtime on the adapter asked for ('auto', or part of an adapter name). */
+export async function openDevice(device: string): Promise<Runtime> {
+  try {
+    return await init(device === 'auto' ? {} : { dawnFlags: [`adapter=${device}`] });
+  } catch (err) {
+    throw userError(`no WebGPU device: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/**
+ * Runs `fn` with a stop flag the first Ctrl-C raises (training stops at the next step with a checkpoint); a
+ * second Ctrl-C exits at once. A PhaseInterrupted error gets the command that continues the run appended.
+ */
+export async function interruptible<T>(dir: string, resumeCommand: string, fn: (stopRequested: () => boolean) => Promise<T>): Promise<T> {
+  let stop = false;
+  const onInterrupt = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write(`\nstopping after this step (Ctrl-C again to quit at once); resume with --resume ${dir}\n`);
+  };
+  process.on('SIGINT', onInterrupt);
+  try {
+    return await fn(() => stop);
+  } catch (err) {
+    if (err instanceof PhaseInterrupted) {
+      (err as { message: string }).message += `; continue with: ${resumeCommand} --resume ${dir}`;
+      process.exitCode = 130;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+}
