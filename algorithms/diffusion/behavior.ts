@@ -7,13 +7,14 @@
 //   dtql  DTQLDenoiserNet + EDM preconditioning; EDM Euler / Heun
 // No Node built-ins here: training reads back one loss per reporting interval and nothing else.
 import { backward, noGrad } from '../../engine/autograd.ts';
-import { axpy_, zeros } from '../../engine/basic.ts';
+import { axpy_, fill_, zeros } from '../../engine/basic.ts';
 import { HostRng } from '../../engine/init.ts';
 import type { Module } from '../../engine/nn.ts';
 import { gather } from '../../engine/ops/shape.ts';
 import { AdamW, clipScale, type LRSchedule } from '../../engine/optim.ts';
 import type { Generator } from '../../engine/random.ts';
 import { runtime } from '../../engine/runtime.ts';
+import { recordStep, type RecordedStep } from '../../engine/record.ts';
 import { keep, tensor, tidy, type Tensor } from '../../engine/tensor.ts';
 import { DiscreteDiffusion, EDMDiffusion, VPSDEDiffusion, type NoiseNet } from './models.ts';
 import { DQLNoiseNet, DTQLDenoiserNet, IDQLScoreNet } from './networks.ts';
@@ -369,6 +370,8 @@ export interface TrainBehaviorOptions {
   onProgress?: (p: TrainProgress) => void | Promise<void>;
   /** Checked between steps: training stops early (after a final report) once it is aborted. */
   signal?: AbortSignal;
+  /** Run every step through autograd instead of replaying a recorded step (for debugging); default false. */
+  eager?: boolean;
 }
 
 export interface TrainBehaviorResult {
@@ -399,47 +402,56 @@ export async function trainBehavior(model: BehaviorModel, data: BatchSource, opt
   const group = module.paramGroup();
   const optimizer = opts.optimizer ?? new AdamW(group, { lr: lrAt(startStep), weightDecay: opts.weightDecay ?? 0 });
   if (optimizer.group !== group) throw new Error('trainBehavior: the optimiser does not step this model\'s parameter group');
+  // the learning rate follows the step index through the optimiser, so replayed steps follow it too
+  const stepOffset = startStep - optimizer.stepCount;
+  const previousSchedule = optimizer.schedule;
+  optimizer.schedule = (count) => lrAt(count + stepOffset);
   module.train();
   const rt = runtime();
   const history: { step: number; loss: number }[] = [];
-  let lossSum = keep(zeros([1]));
+  const lossSum = keep(zeros([1]));
   let pending = 0;
   const t0 = performance.now();
   let step = startStep;
   const report = async () => {
     if (pending === 0) return;
     const mean = (await lossSum.read())[0]! / pending;
-    lossSum.dispose();
-    lossSum = keep(zeros([1]));
+    fill_(lossSum, 0);
     pending = 0;
     if (!Number.isFinite(mean)) throw new Error(`trainBehavior: the ${model.kind} loss became ${mean} by step ${step}`);
     history.push({ step, loss: mean });
     const rate = (step - startStep) / Math.max(1e-9, (performance.now() - t0) / 1000);
     await opts.onProgress?.({ step, totalSteps: opts.steps, loss: mean, lr: lrAt(Math.max(0, step - 1)), stepsPerSecond: rate, etaSeconds: rate > 0 ? (opts.steps - step) / rate : Number.NaN });
   };
+  const trainStep = () => {
+    group.zeroGrad();
+    const batch = data.sample(opts.batch, opts.generator);
+    const loss = model.loss(batch.actions, batch.states, opts.generator);
+    axpy_(lossSum, loss);
+    backward(loss);
+    if (gradClip !== null) optimizer.step(undefined, clipScale(group, gradClip).scale);
+    else optimizer.step();
+    return {};
+  };
+  let recorded: RecordedStep<Record<string, never>> | null = null;
   try {
     while (step < opts.steps && !opts.signal?.aborted) {
-      const lr = lrAt(step);
-      tidy(() => {
-        group.zeroGrad();
-        const batch = data.sample(opts.batch, opts.generator);
-        const loss = model.loss(batch.actions, batch.states, opts.generator);
-        axpy_(lossSum, loss);
-        backward(loss);
-        if (gradClip !== null) optimizer.step(lr, clipScale(group, gradClip).scale);
-        else optimizer.step(lr);
-      });
-      // one submit per step: the buffers a step releases return to the pool in the same order every step, so
-      // the next step binds the same buffers and reuses its bind groups (only those whose uniforms change
-      // are new); batching several steps per submit makes several times more
-      rt.flush();
+      // the first step runs eagerly (it builds every pipeline and lazily made buffer); the second is recorded
+      // and later ones replay it
+      if (opts.eager || step === startStep) {
+        tidy(trainStep);
+        rt.flush();
+      } else if (!recorded) recorded = recordStep(trainStep);
+      else recorded.replay();
       step++;
       pending++;
       if (step % every === 0) await report();
     }
     await report();
   } finally {
+    recorded?.dispose();
     lossSum.dispose();
+    optimizer.schedule = previousSchedule;
   }
   return { optimizer, step, history };
 }
