@@ -127,8 +127,8 @@ export function makeCritic(obsDim: number, actDim: number, cfg: SrpoConfig): IQL
 
 export interface ActorTraining {
   actor: SrpoActor;
+  /** Adam with the phase's cosine learning-rate schedule. */
   opt: AdamW;
-  lr: LRSchedule;
   behavior: SrpoBehavior;
   critic: IQLCritic;
   schedule: VPSDE;
@@ -141,15 +141,15 @@ export function makeActor(obsDim: number, actDim: number, cfg: SrpoConfig): Srpo
 
 export function actorTraining(actor: SrpoActor, behavior: SrpoBehavior, critic: IQLCritic, cfg: SrpoConfig): ActorTraining {
   // Adam with cosine annealing to 0 over the phase, as the paper's CosineAnnealingLR(T_max = all steps)
-  const opt = new AdamW(actor.paramGroup(), { lr: cfg.actorLr });
-  return { actor, opt, lr: cosineLR(cfg.actorLr, Math.max(1, cfg.actorSteps)), behavior, critic, schedule: behavior.diffusion.schedule, cfg };
+  const opt = new AdamW(actor.paramGroup(), { lr: cfg.actorLr, schedule: cosineLR(cfg.actorLr, Math.max(1, cfg.actorSteps)) });
+  return { actor, opt, behavior, critic, schedule: behavior.diffusion.schedule, cfg };
 }
 
 /**
- * One policy-extraction step on a batch of states (call in tidy). `step` (0-based) sets the learning rate.
- * Returns the loss and its two terms [mean w (eps . a), mean g . a].
+ * One policy-extraction step on a batch of states (call in tidy); the optimiser's step count sets the
+ * learning rate. Returns the loss and its two terms [mean w (eps . a), mean g . a].
  */
-export function actorStep(tr: ActorTraining, obs: Tensor, gen: Generator, step: number): { loss: Tensor; terms: Tensor } {
+export function actorStep(tr: ActorTraining, obs: Tensor, gen: Generator): { loss: Tensor; terms: Tensor } {
   const { actor, opt, behavior, critic, cfg } = tr;
   behavior.net.eval();
   const a = actor.forward(obs);
@@ -167,7 +167,7 @@ export function actorStep(tr: ActorTraining, obs: Tensor, gen: Generator, step: 
   });
   opt.group.zeroGrad();
   backward(out.loss);
-  opt.step(tr.lr(step));
+  opt.step();
   return out;
 }
 
@@ -253,8 +253,8 @@ export function actorPhase(tr: ActorTraining, store: ReplayStore, checkpoint: st
     parts: { modules: { actor: tr.actor }, optimizers: { actor: tr.opt }, generators: { data: gen } },
     evalEvery: cfg.evalEvery,
     evaluate,
-    step: (i) => {
-      const { loss, terms } = actorStep(tr, store.sample(cfg.actorBatch, gen).obs, gen, i);
+    step: () => {
+      const { loss, terms } = actorStep(tr, store.sample(cfg.actorBatch, gen).obs, gen);
       return { loss, terms: [terms, ['scoreTerm', 'qGradTerm']] };
     },
   };

@@ -306,16 +306,55 @@ t('a resumed phase takes exactly the steps of an uninterrupted run (behaviour, c
   store.dispose();
 });
 
+t('replayed phases end with exactly the parameters of eager phases (behaviour, critic, actor)', async () => {
+  const obsDim = 3;
+  const actDim = 2;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(512, obsDim, actDim, 5));
+  const cfg = tinyConfig({ behaviorSteps: 5, criticSteps: 5, actorSteps: 5, logEvery: 2, checkpointEvery: 1000, seed: 11 });
+  const frozenB = makeBehavior(obsDim, actDim, cfg);
+  const frozenC = makeCritic(obsDim, actDim, cfg);
+  const build: Record<string, (path: string) => { run: PhaseRun; module: Module }> = {
+    behavior: (path) => {
+      const b = makeBehavior(obsDim, actDim, cfg);
+      return { run: behaviorPhase(b, store, cfg, path), module: b.net };
+    },
+    critic: (path) => {
+      const c = makeCritic(obsDim, actDim, cfg);
+      return { run: criticPhase(c, store, cfg, path), module: c.qTarget };
+    },
+    actor: (path) => {
+      const a = makeActor(obsDim, actDim, cfg);
+      return { run: actorPhase(actorTraining(a, frozenB, frozenC, cfg), store, path), module: a };
+    },
+  };
+  for (const [phase, make] of Object.entries(build)) {
+    const results: number[][] = [];
+    for (const eager of [true, false]) {
+      const { run, module } = make(join(scratch, `mode-${phase}-${eager}.safetensors`));
+      await runPhase(run, { cfg, log: null, quiet: true, stream: { write: () => true }, eager });
+      results.push(await parameterValues(module));
+    }
+    assert.equal(Array.from(results[1]!), Array.from(results[0]!), `${phase}: replayed and eager parameters differ`);
+  }
+  store.dispose();
+});
+
 t('a NaN loss stops the phase naming it and the steps, and keeps the last good checkpoint', async () => {
   const { tensor: mk } = await import('../engine/tensor.ts');
   const actor = makeActor(3, 1, tinyConfig());
   const path = join(scratch, 'nan.safetensors');
+  let i = 0;
   const run: PhaseRun = {
     phase: 'actor',
     steps: 10,
     checkpoint: path,
     parts: { modules: { actor } },
-    step: (i) => ({ loss: mk([i === 6 ? Number.NaN : 1 / (i + 1)]) }),
+    // host-made losses: a step that cannot be recorded runs eagerly
+    eager: true,
+    step: () => {
+      i++;
+      return { loss: mk([i === 7 ? Number.NaN : 1 / i]) };
+    },
   };
   try {
     await runPhase(run, { cfg: { logEvery: 2, checkpointEvery: 2 }, log: null, quiet: true, stream: { write: () => true } });
@@ -334,7 +373,7 @@ t('a stop request (Ctrl-C) ends the phase at a checkpoint of the current step', 
   const actor = makeActor(3, 1, tinyConfig());
   const path = join(scratch, 'stop.safetensors');
   let calls = 0;
-  const run: PhaseRun = { phase: 'critic', steps: 100, checkpoint: path, parts: { modules: { actor } }, step: () => ({ loss: mk([1]) }) };
+  const run: PhaseRun = { phase: 'critic', steps: 100, checkpoint: path, parts: { modules: { actor } }, eager: true, step: () => ({ loss: mk([1]) }) };
   try {
     await runPhase(run, { cfg: { logEvery: 50, checkpointEvery: 50 }, log: null, quiet: true, stream: { write: () => true }, stopRequested: () => ++calls >= 7 });
     assert.unreachable('no error');

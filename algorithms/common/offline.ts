@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { init, type Runtime, runtime } from '../../engine/runtime.ts';
 import { tidy, type Tensor } from '../../engine/tensor.ts';
+import { recordStep, type RecordedStep } from '../../engine/record.ts';
 import { readD4RL, qlearningDataset, episodeRanges, type D4RLData, type Transitions } from '../../datasets/d4rl.ts';
 import {
   normalizeObservations, normalizedScore, observationStats, rewardPreset, transformRewards,
@@ -167,8 +168,14 @@ export interface PhaseRun {
   /** Where checkpoints go. */
   checkpoint: string;
   parts: CheckpointParts;
-  /** Runs step `i` (0-based); returns this step's losses, left on the GPU. Called inside tidy. */
-  step: (i: number) => Record<string, Tensor | [Tensor, string[]]>;
+  /**
+   * Runs one step; returns its losses, left on the GPU. Called inside tidy. It is recorded once and replayed
+   * (engine/record.ts), so it must read nothing back, write nothing from the host, draw random numbers from
+   * Generators and take learning rates from the optimisers' schedules.
+   */
+  step: () => Record<string, Tensor | [Tensor, string[]]>;
+  /** Run every step eagerly through autograd (a step that cannot be recorded, or debugging). */
+  eager?: boolean;
   /** Called at log points with the step reached; may return evaluation results to log. */
   evaluate?: (step: number) => Promise<Record<string, number> | null>;
   evalEvery?: number;
@@ -183,6 +190,8 @@ export interface RunContext {
   stream?: ProgressStream;
   /** Print messages (default: stderr through the progress line). */
   quiet?: boolean;
+  /** Run every phase eagerly instead of replaying a recorded step (debugging). */
+  eager?: boolean;
 }
 
 /** A phase stopped on request (Ctrl-C) after writing its checkpoint. */
@@ -226,12 +235,21 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
   let checkpointPath: string | null = startStep > 0 ? run.checkpoint : null;
   let last: Record<string, number> = {};
   const evals: PhaseResult['evals'] = [];
+  const eager = (run.eager ?? false) || (ctx.eager ?? false);
+  let recorded: RecordedStep<Record<string, never>> | null = null;
+  const stepAndMeter = () => {
+    meter.add(run.step());
+    return {};
+  };
   try {
     for (let step = startStep; step < run.steps; ) {
-      tidy(() => meter.add(run.step(step)));
-      // one submit per step: buffers released by the step return to the pool in a fixed order, so the next
-      // step reuses the same buffers and finds its bind groups cached instead of creating new ones
-      runtime().flush();
+      // the first step runs eagerly (building pipelines, lazily made buffers and the meter's sums); the
+      // second is recorded and the rest replay it
+      if (eager || step === startStep) {
+        tidy(stepAndMeter);
+        runtime().flush();
+      } else if (!recorded) recorded = recordStep(stepAndMeter);
+      else recorded.replay();
       step++;
       const end = step === run.steps;
       const stop = !end && (ctx.stopRequested?.() ?? false);
@@ -264,6 +282,7 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
     }
     progress.finish(run.steps, last);
   } finally {
+    recorded?.dispose();
     meter.dispose();
   }
   return { phase: run.phase, steps: run.steps, startStep, ms: performance.now() - t0, last, evals };
