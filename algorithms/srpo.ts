@@ -275,6 +275,8 @@ export interface SrpoRunOptions {
   quiet?: boolean;
   /** Polled after every training step; true stops the run at a checkpoint (see PhaseInterrupted). */
   stopRequested?: () => boolean;
+  /** Every step through autograd instead of replaying a recorded step (debugging). */
+  eager?: boolean;
 }
 
 export interface SrpoSummary {
@@ -311,7 +313,7 @@ export async function runSrpo(cfg: SrpoConfig, opts: SrpoRunOptions): Promise<Sr
   const dir = opts.dir;
   removeStaleTemps(dir);
   const log = new JsonlLog(join(dir, RUN_FILES.log));
-  const ctx: RunContext = { cfg, log, stream: opts.stream, quiet: opts.quiet, stopRequested: opts.stopRequested };
+  const ctx: RunContext = { cfg, log, stream: opts.stream, quiet: opts.quiet, stopRequested: opts.stopRequested, eager: opts.eager };
   const seconds: SrpoSummary['phaseSeconds'] = { setup: 0, behavior: 0, critic: 0, actor: 0, evaluation: 0 };
 
   // ---- environment and data; any dimension mismatch stops here, before training
@@ -447,6 +449,7 @@ const CLI_OPTIONS = {
   'checkpoint-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between checkpoints within a phase' },
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
   quiet: { type: 'boolean', description: 'print only the summary' },
+  eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const CLI: CliSpec<typeof CLI_OPTIONS> = {
@@ -502,7 +505,7 @@ export function configFromArgs(args: CliArgs): SrpoConfig {
 }
 
 /** Options that change training and therefore cannot be combined with --resume. */
-const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out'].includes(k));
+const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out', 'eager'].includes(k));
 
 function printSummary(s: SrpoSummary): void {
   const line = (label: string, v: string) => console.log(`  ${label.padEnd(30)}${v}`);
@@ -529,7 +532,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Srpo
   }
   try {
     const summary = await interruptible(dir, 'node algorithms/srpo.ts', (stopRequested) =>
-      runSrpo(cfg, { dir, resume: resumed, behaviorFile: args.behavior, criticFile: args.critic, quiet: args.quiet, stopRequested }),
+      runSrpo(cfg, { dir, resume: resumed, behaviorFile: args.behavior, criticFile: args.critic, quiet: args.quiet, stopRequested, eager: args.eager }),
     );
     printSummary(summary);
     return summary;
