@@ -137,9 +137,14 @@ export const TASK_BETA: Readonly<Record<string, number>> = Object.freeze({
 });
 
 /** Datasets that ship with the repository, by name. */
+/** A file of this repository, found from this module's location so commands work from any directory. */
+function repoFile(relative: string): string {
+  return decodeURIComponent(new URL(`../../${relative}`, import.meta.url).pathname);
+}
+
 export const BUILTIN_DATASETS: Readonly<Record<string, { path: string; env: string }>> = Object.freeze({
-  'pendulum-medium-v1': { path: 'datasets/data/pendulum-medium-v1.hdf5', env: 'Pendulum-v1' },
-  'hopper-expert-v4': { path: 'test/fixtures/hopper-expert-v4.hdf5', env: 'Hopper-v4' },
+  'pendulum-medium-v1': { path: repoFile('datasets/data/pendulum-medium-v1.hdf5'), env: 'Pendulum-v1' },
+  'hopper-expert-v4': { path: repoFile('test/fixtures/hopper-expert-v4.hdf5'), env: 'Hopper-v4' },
 });
 
 /** The project's environment for a D4RL task family. */
