@@ -54,6 +54,11 @@ export class RecordedStep<T extends TensorTree> {
     this.laneBytes = slot * this.dynamicOps.length;
   }
 
+  /** The kernels a step dispatches, in order ('copy' for buffer copies): for profiling and tests. */
+  get kernelNames(): string[] {
+    return this.captured.ops.map((op) => (op.kind === 'copy' ? 'copy' : op.kernel.name));
+  }
+
   /** Per-step uniform structs (random positions, optimiser steps) a replay rewrites. */
   get perStepCount(): number {
     return this.dynamicOps.length;
