@@ -5,16 +5,14 @@
 // SRPO's headline speed-up. Prints a table and writes the numbers as JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { init, runtime, type Runtime } from '../engine/runtime.ts';
-import { Generator } from '../engine/random.ts';
+import { init, type Runtime } from '../engine/runtime.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
-import { ReplayStore } from '../datasets/replay.ts';
-import type { Transitions } from '../datasets/d4rl.ts';
 import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
 import { ddpmSample, dpmSolverPPSample, type DiscreteEpsModel } from '../algorithms/diffusion/samplers.ts';
 import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
-import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, taskConfig, type SrpoBehavior } from '../algorithms/srpo.ts';
+import type { SrpoBehavior } from '../algorithms/srpo.ts';
+import { srpoBench, srpoSteps, timeIt } from './common.ts';
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'fewer timed repetitions (for software adapters)' },
@@ -43,23 +41,6 @@ interface Row {
   networkEvals?: number;
 }
 
-async function timeIt(reps: number, warmup: number, fn: () => Promise<void> | void): Promise<number> {
-  const rt = runtime();
-  for (let i = 0; i < warmup; i++) await fn();
-  await rt.sync();
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) await fn();
-  await rt.sync();
-  return (performance.now() - t0) / reps;
-}
-
-function randomTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
-  let s = seed >>> 0;
-  const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296) * 2 - 1;
-  const f = (k: number) => Float32Array.from({ length: k }, r);
-  return { size: n, obsDim, actDim, observations: f(n * obsDim), actions: f(n * actDim), rewards: f(n), nextObservations: f(n * obsDim), dones: new Float32Array(n) };
-}
-
 /** The VP-SDE discretised into T ancestral steps at t_k = (k + 1)/T, as a DDPM model over the same network. */
 function ddpmView(b: SrpoBehavior, T: number): DiscreteEpsModel {
   const sde = b.diffusion.schedule;
@@ -81,10 +62,9 @@ async function main(): Promise<void> {
   const quick = args.quick === true;
   const { obs: obsDim, act: actDim } = args;
   if (args['ddpm-steps'] < 2) throw new CliError('--ddpm-steps must be at least 2');
-  const cfg = taskConfig('hopper-medium-v2');
-  cfg.dataset = 'random';
-  const store = ReplayStore.fromTransitions(randomTransitions(100_000, obsDim, actDim, 1));
-  const gen = new Generator(5);
+  const bench = srpoBench(obsDim, actDim);
+  const { cfg, behavior, actor, gen } = bench;
+  const steps = srpoSteps(bench);
   const rows: Row[] = [];
   const add = (row: Row) => {
     rows.push(row);
@@ -95,18 +75,12 @@ async function main(): Promise<void> {
   console.log(`${'case'.padEnd(34)} ${'batch'.padStart(6)} ${'NFE'.padStart(6)} ${'ms/call'.padStart(10)} ${'per second'.padStart(12)}`);
 
   // ---- training steps
-  const behavior = makeBehavior(obsDim, actDim, cfg);
-  const bOpt = behaviorOptimizer(behavior, cfg);
   const reps = (full: number, q: number) => (quick ? q : full);
-  let ms = await timeIt(reps(20, 2), 1, () => tidy(() => void behaviorStep(behavior, bOpt, store.sample(cfg.behaviorBatch, gen), gen)));
+  let ms = await timeIt(reps(20, 2), 1, () => tidy(() => void steps.behavior()));
   add({ case: 'phase 1 behaviour step', batch: cfg.behaviorBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
-  const critic = makeCritic(obsDim, actDim, cfg);
-  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void critic.update(store.sample(cfg.criticBatch, gen))));
+  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void steps.critic()));
   add({ case: 'phase 2 critic step', batch: cfg.criticBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
-  const actor = makeActor(obsDim, actDim, cfg);
-  const tr = actorTraining(actor, behavior, critic, cfg);
-  let i = 0;
-  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void actorStep(tr, store.sample(cfg.actorBatch, gen).obs, gen, i++)));
+  ms = await timeIt(reps(100, 10), 3, () => tidy(() => void steps.actor()));
   add({ case: 'phase 3 actor step', batch: cfg.actorBatch, msPerCall: ms, perSecond: 1000 / ms, unit: 'steps/s' });
 
   // ---- producing actions (read back to the host, as an environment loop needs them)
@@ -140,7 +114,7 @@ async function main(): Promise<void> {
     `${JSON.stringify({ host: hostname(), node: process.version, adapter: rt.info.description, adapterClass: rt.info.adapterClass, quick, obsDim, actDim, ddpmSteps: args['ddpm-steps'], date: new Date().toISOString(), rows, ratios }, null, 2)}\n`,
   );
   console.log(`wrote ${file}`);
-  store.dispose();
+  bench.dispose();
 }
 
 await runMain('bench/srpo', main);

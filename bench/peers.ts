@@ -1,0 +1,414 @@
+// The engine against real peers, side by side in one run on one machine: the training steps of the SRPO
+// phases at D4RL Hopper sizes (IQL critic, SRPO behaviour at batch 2048 and 256, SRPO actor) and a 1024^3
+// matmul, each written the same way in TensorFlow.js (WebGPU on the engine's adapter; wasm with XNNPACK) and
+// PyTorch (eager, CPU or CUDA). The engine side calls the project's own step functions (bench/common.ts);
+// it runs eagerly and, where engine/record.ts exists, as a recorded step replayed. A peer that cannot load is
+// reported as skipped with the reason. Prints a table and writes the numbers as JSON.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { init, runtime, type Runtime } from '../engine/runtime.ts';
+import { Generator } from '../engine/random.ts';
+import { tidy, type Tensor } from '../engine/tensor.ts';
+import { matmul } from '../engine/ops/matmul.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
+import { srpoBench, srpoSteps } from './common.ts';
+import { exposeNavigatorGpu, loadTfjs, tfjsCase, type PeerCaseName, type TfjsBackend } from './peers_tfjs.ts';
+
+interface CaseSpec {
+  name: PeerCaseName;
+  title: string;
+  batch: number;
+  /** Timed steps (full run, --quick) and untimed warm-up steps. */
+  steps: { full: number; quick: number };
+  warmup: number;
+  /** Floating-point operations per step, where a rate is meaningful. */
+  flops?: number;
+}
+
+const CASES: readonly CaseSpec[] = [
+  { name: 'iql-critic', title: 'IQL critic step', batch: 256, steps: { full: 30, quick: 6 }, warmup: 2 },
+  { name: 'srpo-behavior-2048', title: 'SRPO behaviour step', batch: 2048, steps: { full: 5, quick: 2 }, warmup: 1 },
+  { name: 'srpo-behavior-256', title: 'SRPO behaviour step', batch: 256, steps: { full: 15, quick: 3 }, warmup: 1 },
+  { name: 'srpo-actor', title: 'SRPO actor step', batch: 256, steps: { full: 30, quick: 6 }, warmup: 2 },
+  { name: 'matmul-1024', title: 'matmul 1024^3', batch: 1024, steps: { full: 10, quick: 3 }, warmup: 1, flops: 2 * 1024 ** 3 },
+];
+
+/**
+ * The chain steps of the other diffusion-policy methods. They are not in the engine yet, so nothing is measured
+ * for them; their engine step functions and peers go here (a CaseSpec each) when they are.
+ */
+const PENDING_CASES: readonly { name: string; title: string }[] = [
+  { name: 'dtql-step', title: 'DTQL step (EDM denoiser + one-step policy + IQL critic)' },
+  { name: 'edp-step', title: 'EDP step (action approximation through the DDPM chain)' },
+  { name: 'diffusion-ql-step', title: 'Diffusion-QL step (policy gradient through the full DDPM chain)' },
+];
+
+const PEERS = ['tfjs-webgpu', 'tfjs-wasm', 'torch'] as const;
+type Peer = (typeof PEERS)[number];
+
+const OPTIONS = {
+  quick: { type: 'boolean', description: 'fewer timed steps (a few minutes on a software adapter)' },
+  steps: { type: 'integer', positive: true, placeholder: 'n', description: 'timed steps of every case (default: per case, fewer with --quick)' },
+  only: { type: 'string', placeholder: 'case,...', description: `cases to run: ${CASES.map((c) => c.name).join(', ')} (default: all)` },
+  peers: { type: 'string', default: PEERS.join(','), placeholder: 'list', description: `peers to run beside the engine, or 'none'` },
+  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
+  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
+  python: { type: 'string', placeholder: 'exe', description: "interpreter with torch for the PyTorch peer (default: the first of python3 and the system's /usr/bin/python3 that imports torch)" },
+  'torch-threads': { type: 'integer', nonNegative: true, default: 0, description: 'CPU threads for PyTorch (0: all cores)' },
+  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+} as const;
+
+const CLI: CliSpec<typeof OPTIONS> = {
+  usage: 'node bench/peers.ts [--quick] [--steps N] [--only case,...] [--peers list] [--out DIR]',
+  description:
+    'Times the same training steps in this engine and in its peers, one after another in one process on one machine: ' +
+    'the IQL critic step ([256, 256] ReLU twin Q and V, batch 256: V expectile step, Q step, Polyak target), the SRPO ' +
+    'behaviour step (ScoreNet_IDQL, VP-SDE eps loss, AdamW; batch 2048 and 256), the SRPO actor step (actor MLP, ' +
+    'frozen behaviour eps at a noised action, target twin-Q action gradient, surrogate loss, Adam; batch 256) and a ' +
+    '1024^3 matmul. Every minibatch is drawn from 100k random transitions held by the backend. Each case runs ' +
+    'untimed warm-up steps, then the timed steps with one sync at the end.\n\n' +
+    'Engine rows give ms/step, dispatches and submits per step (runtime stats) and host ms/step (the JS time to ' +
+    'encode and submit, without waiting for the GPU), eagerly and, when engine/record.ts exists, replayed from a ' +
+    'recorded step. Peers: tfjs-webgpu (TensorFlow.js WebGPU backend on the same adapter), tfjs-wasm ' +
+    '(TensorFlow.js wasm backend, XNNPACK), torch (python3 bench/peers_torch.py: PyTorch eager, CUDA when ' +
+    'available). The ratio column is each row\'s ms/step over the engine\'s eager ms/step. Peers that cannot load ' +
+    `are reported as skipped. Not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}.`,
+  options: OPTIONS,
+  examples: ['node bench/peers.ts --quick', 'node bench/peers.ts --only iql-critic,matmul-1024 --peers torch --steps 20'],
+};
+
+/** One measured (or skipped) row. */
+interface Row {
+  backend: string;
+  mode?: 'eager' | 'replay';
+  msPerStep?: number;
+  /** msPerStep / the engine's eager msPerStep. */
+  ratioToEngine?: number;
+  gflops?: number;
+  dispatchesPerStep?: number;
+  submitsPerStep?: number;
+  bindGroupsPerStep?: number;
+  hostMsPerStep?: number;
+  steps?: number;
+  skipped?: string;
+}
+
+interface CaseResult {
+  spec: CaseSpec;
+  rows: Row[];
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Engine
+
+/** engine/record.ts's recordStep (typed here, loaded at run time: the file may not exist in this checkout). */
+interface RecordedStep {
+  replay(): void;
+  readonly dispatchCount: number;
+  dispose(): void;
+}
+type RecordStep = (fn: () => unknown) => RecordedStep;
+
+async function loadRecorder(): Promise<RecordStep | string> {
+  const url = new URL('../engine/record.ts', import.meta.url);
+  if (!existsSync(fileURLToPath(url))) return 'engine/record.ts is not in this checkout';
+  try {
+    const mod = (await import(url.href)) as { recordStep?: RecordStep };
+    return typeof mod.recordStep === 'function' ? mod.recordStep : 'engine/record.ts exports no recordStep';
+  } catch (err) {
+    return `engine/record.ts failed to load: ${message(err)}`;
+  }
+}
+
+interface EngineCases {
+  /** One training step of a case, creating its tensors (so: inside tidy, or recorded); returns its outputs. */
+  step(name: PeerCaseName): () => unknown;
+  dispose(): void;
+}
+
+function engineCases(obsDim: number, actDim: number): EngineCases {
+  const bench = srpoBench(obsDim, actDim);
+  const steps = srpoSteps(bench);
+  const gen = new Generator(7);
+  let mm: [Tensor, Tensor] | null = null;
+  return {
+    step(name) {
+      switch (name) {
+        case 'iql-critic':
+          return () => steps.critic();
+        case 'srpo-behavior-2048':
+          return () => steps.behavior(2048);
+        case 'srpo-behavior-256':
+          return () => steps.behavior(256);
+        case 'srpo-actor':
+          return () => steps.actor();
+        case 'matmul-1024': {
+          const [a, b] = (mm ??= [gen.normal([1024, 1024]), gen.normal([1024, 1024])]);
+          return () => ({ out: matmul(a, b) });
+        }
+      }
+    },
+    dispose() {
+      mm?.forEach((t) => t.dispose());
+      bench.dispose();
+    },
+  };
+}
+
+/** Times `once` (one step, encoded and submitted); host time is the JS time inside it, without GPU waits. */
+async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: number): Promise<Omit<Row, 'backend'>> {
+  for (let i = 0; i < warmup; i++) once();
+  await rt.sync();
+  const before = { ...rt.stats };
+  let host = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const h0 = performance.now();
+    once();
+    host += performance.now() - h0;
+  }
+  await rt.sync();
+  const ms = (performance.now() - t0) / steps;
+  const per = (k: keyof Runtime['stats']) => (rt.stats[k] - before[k]) / steps;
+  return { msPerStep: ms, hostMsPerStep: host / steps, dispatchesPerStep: per('dispatches'), submitsPerStep: per('submits'), bindGroupsPerStep: per('bindGroupsCreated'), steps };
+}
+
+async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps: number, recorder: RecordStep | string): Promise<Row[]> {
+  const fn = cases.step(spec.name);
+  const rows: Row[] = [];
+  try {
+    rows.push({ backend: 'engine', mode: 'eager', ...(await timeEngine(rt, () => (tidy(() => void fn()), rt.flush()), spec.warmup, steps)) });
+  } catch (err) {
+    rows.push({ backend: 'engine', mode: 'eager', skipped: `failed: ${message(err)}` });
+  }
+  if (typeof recorder === 'string') {
+    rows.push({ backend: 'engine', mode: 'replay', skipped: recorder });
+    return rows;
+  }
+  let rec: RecordedStep | null = null;
+  try {
+    rec = recorder(fn);
+    const r = rec;
+    const t = await timeEngine(rt, () => r.replay(), spec.warmup, steps);
+    // replays encode recorded dispatches directly, so the runtime's counter may not see them
+    rows.push({ backend: 'engine', mode: 'replay', ...t, dispatchesPerStep: r.dispatchCount });
+  } catch (err) {
+    rows.push({ backend: 'engine', mode: 'replay', skipped: `failed: ${message(err)}` });
+  } finally {
+    rec?.dispose();
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Peers
+
+/** One peer, loaded once and run case by case (so each case's rows are measured close together in time). */
+interface PeerRunner {
+  label: string;
+  /** Versions and settings for the report, or why the peer is skipped. */
+  info: Record<string, unknown>;
+  run(spec: CaseSpec, steps: number): Promise<Row>;
+}
+
+async function tfjsRunner(backend: TfjsBackend, sizes: { obsDim: number; actDim: number }): Promise<PeerRunner> {
+  const label = `tfjs-${backend}`;
+  const loaded = await loadTfjs(backend);
+  if ('skipped' in loaded) return { label, info: { skipped: loaded.skipped }, run: async () => ({ backend: label, skipped: loaded.skipped }) };
+  const { tf } = loaded;
+  return {
+    label,
+    info: { version: loaded.version, detail: loaded.detail },
+    async run(spec, steps) {
+      let c: ReturnType<typeof tfjsCase> | null = null;
+      try {
+        await tf.setBackend(backend);
+        c = tfjsCase(tf, spec.name, { ...sizes, transitions: 100_000 });
+        for (let i = 0; i < spec.warmup; i++) c.step();
+        await c.sync();
+        const t0 = performance.now();
+        for (let i = 0; i < steps; i++) c.step();
+        await c.sync();
+        return { backend: label, msPerStep: (performance.now() - t0) / steps, steps };
+      } catch (err) {
+        return { backend: label, skipped: `failed: ${message(err)}` };
+      } finally {
+        c?.dispose();
+      }
+    },
+  };
+}
+
+function execJson(cmd: string, args: string[], timeoutMs: number): Promise<{ json: Record<string, unknown> | null; error: string | null }> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout) => {
+      const line = stdout.trim().split('\n').pop() ?? '';
+      let json: Record<string, unknown> | null = null;
+      try {
+        json = line ? (JSON.parse(line) as Record<string, unknown>) : null;
+      } catch {
+        json = null;
+      }
+      if (json) resolve({ json, error: null });
+      else resolve({ json: null, error: err ? (err.killed ? `timed out after ${timeoutMs / 1000} s` : message(err)) : 'no JSON on stdout' });
+    });
+    // the peer's progress lines go straight through
+    child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+  });
+}
+
+/**
+ * PyTorch through bench/peers_torch.py, one process per case (its start-up and torch import are not timed). The
+ * interpreter is the first candidate that imports torch: --python, else python3 on PATH, then the system's
+ * python3, where distributions install python3-torch, for when a pyenv or virtualenv python3 shadows it.
+ */
+async function torchRunner(sizes: { obsDim: number; actDim: number }, python: string | undefined, threads: number): Promise<PeerRunner> {
+  const script = fileURLToPath(new URL('./peers_torch.py', import.meta.url));
+  const common = ['--obs', String(sizes.obsDim), '--act', String(sizes.actDim), '--threads', String(threads)];
+  const runner: PeerRunner = { label: 'torch', info: {}, run: async () => ({ backend: 'torch', skipped: 'not started' }) };
+  const reasons: string[] = [];
+  for (const exe of python ? [python] : ['python3', '/usr/bin/python3']) {
+    // a zero-step matmul checks the interpreter and reports the versions
+    const { json, error } = await execJson(exe, [script, '--cases', 'matmul-1024', '--steps', '0', '--warmup', '0', ...common], 120_000);
+    if (!json || typeof json.error === 'string') {
+      reasons.push(`${exe}: ${error ?? String(json?.error)}`);
+      continue;
+    }
+    const { results: _, ...info } = json;
+    const label = `torch ${String(json.device ?? 'cpu').split(' ')[0]}`;
+    return {
+      label,
+      info: { ...info, python: exe },
+      async run(spec, steps) {
+        const plan = JSON.stringify({ [spec.name]: [spec.warmup, steps] });
+        const out = await execJson(exe, [script, '--cases', spec.name, '--plan', plan, ...common], 20 * 60_000);
+        const r = (out.json?.results as Record<string, { msPerStep?: number; steps?: number; error?: string }> | undefined)?.[spec.name];
+        if (r?.msPerStep !== undefined) return { backend: label, msPerStep: r.msPerStep, steps: r.steps };
+        return { backend: label, skipped: `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}` };
+      },
+    };
+  }
+  const reason = reasons.join('; ');
+  return { ...runner, info: { skipped: reason }, run: async () => ({ backend: 'torch', skipped: reason }) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Output
+
+function progress(what: string): void {
+  process.stderr.write(`[peers] ${what}\n`);
+}
+
+const fmt = (v: number | undefined, digits = 1) => (v === undefined ? '' : v >= 1000 ? v.toFixed(0) : v.toFixed(digits));
+
+function printTable(results: CaseResult[]): void {
+  const head = `${'case'.padEnd(30)} ${'backend'.padEnd(16)} ${'ms/step'.padStart(9)} ${'x engine'.padStart(8)} ${'disp/step'.padStart(9)} ${'host ms'.padStart(8)}  note`;
+  console.log(head);
+  console.log('-'.repeat(head.length + 10));
+  for (const { spec, rows } of results) {
+    let first = true;
+    for (const r of rows) {
+      const name = first ? `${spec.title} (${spec.name === 'matmul-1024' ? 'f32' : `B ${spec.batch}`})` : '';
+      first = false;
+      const backend = r.mode ? `${r.backend} ${r.mode}` : r.backend;
+      const note = r.skipped ? `skipped: ${r.skipped}` : r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : '';
+      console.log(
+        `${name.padEnd(30)} ${backend.padEnd(16)} ${fmt(r.msPerStep, 2).padStart(9)} ${(r.ratioToEngine === undefined ? '' : r.ratioToEngine.toFixed(2)).padStart(8)} ` +
+          `${fmt(r.dispatchesPerStep, 0).padStart(9)} ${fmt(r.hostMsPerStep, 2).padStart(8)}  ${note}`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function parseList<T extends string>(what: string, text: string, known: readonly T[]): T[] {
+  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  for (const i of items) if (!known.includes(i as T)) throw new CliError(`${what}: unknown '${i}'; known: ${known.join(', ')}`);
+  return items as T[];
+}
+
+async function main(): Promise<void> {
+  const args = parseCli(CLI);
+  if (!args) return;
+  const quick = args.quick === true;
+  const specs = args.only ? parseList('--only', args.only, CASES.map((c) => c.name)).map((n) => CASES.find((c) => c.name === n)!) : [...CASES];
+  if (specs.length === 0) throw new CliError('--only names no case');
+  const peers = args.peers.trim() === 'none' ? [] : parseList('--peers', args.peers, PEERS);
+  const stepsOf = (s: CaseSpec) => args.steps ?? (quick ? s.steps.quick : s.steps.full);
+  const sizes = { obsDim: args.obs, actDim: args.act };
+
+  // tfjs's WebGPU backend needs navigator.gpu before it loads; the engine then takes the same GPU object
+  if (peers.includes('tfjs-webgpu')) await exposeNavigatorGpu().catch(() => undefined);
+  const rt = await init();
+  const adapter = `${rt.info.description || rt.info.vendor} (${rt.info.adapterClass})`;
+  console.log(`host ${hostname()} (${cpus().length} CPUs), node ${process.version}, adapter ${adapter}; obs ${sizes.obsDim}, act ${sizes.actDim}${quick ? ', quick' : ''}`);
+
+  const recorder = await loadRecorder();
+  const t0 = performance.now();
+  const runners: PeerRunner[] = [];
+  for (const peer of peers) {
+    progress(`loading ${peer}`);
+    runners.push(peer === 'torch' ? await torchRunner(sizes, args.python, args['torch-threads']) : await tfjsRunner(peer === 'tfjs-webgpu' ? 'webgpu' : 'wasm', sizes));
+  }
+  // case by case, every backend in turn: the rows of a case are measured minutes apart at most, which matters
+  // on a machine shared with other work
+  const results: CaseResult[] = [];
+  const cases = engineCases(sizes.obsDim, sizes.actDim);
+  for (const spec of specs) {
+    const steps = stepsOf(spec);
+    progress(`${spec.name}: engine`);
+    const rows = await runEngine(rt, cases, spec, steps, recorder);
+    for (const p of runners) {
+      progress(`${spec.name}: ${p.label}`);
+      rows.push(await p.run(spec, steps));
+    }
+    results.push({ spec, rows });
+  }
+  cases.dispose();
+  const peerInfo = Object.fromEntries(peers.map((p, i) => [p, runners[i]!.info]));
+
+  for (const { spec, rows } of results) {
+    const base = rows.find((r) => r.backend === 'engine' && r.mode === 'eager')?.msPerStep;
+    for (const r of rows) {
+      if (r.msPerStep === undefined) continue;
+      if (base !== undefined) r.ratioToEngine = r.msPerStep / base;
+      if (spec.flops) r.gflops = spec.flops / (r.msPerStep * 1e6);
+    }
+  }
+  console.log('');
+  printTable(results);
+  console.log(`\nx engine: ms/step over the engine's eager ms/step (above 1: slower than the engine). host ms: JS time per step to encode and submit.`);
+  console.log(`not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}`);
+  console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+
+  const tag = (rt.info.adapterClass === 'software' ? 'software' : rt.info.vendor || 'gpu').replace(/[^a-z0-9-]/gi, '_');
+  mkdirSync(args.out, { recursive: true });
+  const file = `${args.out}/peers-${tag}.json`;
+  const report = {
+    host: hostname(),
+    cpus: cpus().length,
+    node: process.version,
+    adapter: rt.info.description,
+    adapterClass: rt.info.adapterClass,
+    date: new Date().toISOString(),
+    command: `node bench/peers.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    quick,
+    obsDim: sizes.obsDim,
+    actDim: sizes.actDim,
+    replay: typeof recorder === 'string' ? { available: false, reason: recorder } : { available: true },
+    peers: peerInfo,
+    cases: results.map(({ spec, rows }) => ({ name: spec.name, title: spec.title, batch: spec.batch, warmup: spec.warmup, rows })),
+    pending: PENDING_CASES,
+  };
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`wrote ${file}`);
+}
+
+await runMain('bench/peers', main);
