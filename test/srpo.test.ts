@@ -365,6 +365,17 @@ t('a NaN loss stops the phase naming it and the steps, and keeps the last good c
     assert.match((e as Error).message, `last good checkpoint is kept: ${path}`);
   }
   assert.is(readCheckpointInfo(path).step, 6);
+  // losses read back while training goes on (log points without a checkpoint) still name the right steps,
+  // and the checkpoint written before them is the one kept
+  i = 0;
+  try {
+    await runPhase({ ...run, steps: 20 }, { cfg: { logEvery: 2, checkpointEvery: 4 }, log: null, quiet: true, stream: { write: () => true } });
+    assert.unreachable('no error');
+  } catch (e) {
+    assert.instance(e, NonFiniteLossError);
+    assert.match((e as Error).message, "phase 'actor' in steps 7..8: loss = NaN");
+  }
+  assert.is(readCheckpointInfo(path).step, 4);
 });
 
 t('a stop request (Ctrl-C) ends the phase at a checkpoint of the current step', async () => {

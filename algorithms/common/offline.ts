@@ -241,6 +241,15 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
     meter.add(run.step());
     return {};
   };
+  type LossTicket = { values: Promise<Record<string, number>>; step: number; fromStep: number };
+  let pendingLosses: LossTicket | null = null;
+  const takeLosses = async (t: LossTicket) => {
+    const values = await t.values;
+    assertFinite(run.phase, t.step, values, { fromStep: t.fromStep, checkpoint: checkpointPath });
+    last = values;
+    ctx.log?.write({ phase: run.phase, step: t.step, ...values });
+    if (t.step < run.steps) progress.update(t.step, values);
+  };
   try {
     for (let step = startStep; step < run.steps; ) {
       // the first step runs eagerly (building pipelines, lazily made buffers and the meter's sums); the
@@ -254,14 +263,19 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
       const end = step === run.steps;
       const stop = !end && (ctx.stopRequested?.() ?? false);
       if (step - lastLog < cfg.logEvery && !end && !stop) continue;
-      const values = await meter.drain();
-      assertFinite(run.phase, step, values, { fromStep: lastLog, checkpoint: checkpointPath });
-      last = values;
+      const every = run.evalEvery ?? 0;
+      const evalDue = run.evaluate !== undefined && (end || (every > 0 && step % every === 0));
+      const checkpointDue = end || stop || step - lastCheckpoint >= cfg.checkpointEvery;
+      // losses travel back while the next steps run; a checkpoint, an evaluation or the end waits for them,
+      // so nothing is saved before the losses up to it were found finite
+      const ticket = { values: meter.drainLater(), step, fromStep: lastLog };
       lastLog = step;
-      ctx.log?.write({ phase: run.phase, step, ...values });
-      if (!end) progress.update(step, values);
+      if (pendingLosses) await takeLosses(pendingLosses);
+      pendingLosses = null;
+      if (checkpointDue || evalDue) await takeLosses(ticket);
+      else pendingLosses = ticket;
       churn.check();
-      if (end || stop || step - lastCheckpoint >= cfg.checkpointEvery) {
+      if (checkpointDue) {
         await saveCheckpoint(run.checkpoint, { ...run.parts, step, extra: { phase: run.phase, complete: end, steps: run.steps } });
         checkpointPath = run.checkpoint;
         lastCheckpoint = step;
@@ -270,9 +284,8 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
         progress.finish(step, last);
         throw new PhaseInterrupted(run.phase, step, run.checkpoint);
       }
-      const every = run.evalEvery ?? 0;
-      if (run.evaluate && (end || (every > 0 && step % every === 0))) {
-        const r = await run.evaluate(step);
+      if (evalDue) {
+        const r = await run.evaluate!(step);
         if (r) {
           evals.push({ step, mean: r.mean!, std: r.std! });
           ctx.log?.write({ phase: run.phase, step, eval: r });

@@ -626,6 +626,29 @@ export class LossMeter {
     return this.count;
   }
 
+  /**
+   * Starts reading the means since the last drain and resets at once, without waiting: the copies are queued
+   * on the GPU ahead of the next steps, so training goes on while the values travel back.
+   */
+  drainLater(): Promise<Record<string, number>> {
+    const n = this.count;
+    const reads = [...this.sums].map(([k, { sum, names }]) => {
+      const data = sum.read();
+      fill_(sum, 0);
+      return { k, names, data };
+    });
+    this.count = 0;
+    return (async () => {
+      const out: Record<string, number> = {};
+      for (const { k, names, data } of reads) {
+        const values = await data;
+        if (names) names.forEach((name, i) => (out[name] = n > 0 ? values[i]! / n : Number.NaN));
+        else out[k] = n > 0 ? values[0]! / n : Number.NaN;
+      }
+      return out;
+    })();
+  }
+
   /** The mean of each value since the last drain (one readback per entry), and resets. */
   async drain(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
