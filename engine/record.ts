@@ -119,8 +119,8 @@ export class RecordedStep<T extends TensorTree> {
         if (!pass) pass = encoder.beginComputePass();
         if (op.pipeline !== pipeline) pass.setPipeline((pipeline = op.pipeline));
         pass.setBindGroup(0, op.dynamic ? bindGroups![d++]! : op.bindGroup);
-        const [x, y, z] = op.workgroups;
-        pass.dispatchWorkgroups(x, y, z);
+        const wg = op.workgroups;
+        pass.dispatchWorkgroups(wg[0], wg[1], wg[2]);
       }
       if (pass) pass.end();
     }
