@@ -3,7 +3,7 @@
 // the policy's own samples (no critic selection) within 0.2 of the best cluster and of any cluster, for each
 // alpha asked for. The test suite runs one short setting of this; this script runs longer or swept ones.
 //
-//   node scripts/dtql-toy.ts [--alpha 1,0.2] [--pretrain-steps 400] [--train-steps 400] [--seed 0]
+//   node scripts/dtql-toy.ts [--alpha 0.1,1] [--pretrain-steps 300] [--train-steps 600] [--seed 0]
 import { parseArgs } from 'node:util';
 import { noGrad } from '../engine/autograd.ts';
 import { init, dispose } from '../engine/runtime.ts';
@@ -26,10 +26,13 @@ export function toyConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
     lr: 3e-3,
     criticLr: 3e-3,
     targetTau: 1,
-    alpha: 1,
+    // alpha 1 left the policy centred on the best cluster but wide (74% of samples within 0.2 after 400 + 400
+    // steps): the short-trained behaviour model is blurrier than the data's clusters; 0.1 and 0.02 gave 98.7%
+    // and 98.6% after 300 + 600 steps
+    alpha: 0.1,
     gamma: 0,
-    pretrainSteps: 400,
-    trainSteps: 400,
+    pretrainSteps: 300,
+    trainSteps: 600,
     logEvery: 100,
     checkpointEvery: 1_000_000,
     lrDecay: false,
@@ -86,9 +89,9 @@ export async function runToyBandit(cfg: DtqlConfig, scratchDir: string, samples 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      alpha: { type: 'string', default: '1' },
-      'pretrain-steps': { type: 'string', default: '400' },
-      'train-steps': { type: 'string', default: '400' },
+      alpha: { type: 'string', default: '0.1' },
+      'pretrain-steps': { type: 'string', default: '300' },
+      'train-steps': { type: 'string', default: '600' },
       seed: { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' },
     },

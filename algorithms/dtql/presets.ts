@@ -151,6 +151,12 @@ export const TASK_SETTINGS: Readonly<Record<string, TaskSettings>> = Object.free
  * observations are z-scored, as in SRPO's quick preset; the critic learns at 3e-3 with batch 256 and its target
  * tracks at Polyak 0.05 so that values propagate over the swing-up horizon within the run. The behaviour model
  * and actor learn at 1e-3.
+ *
+ * Measured (seed 0, 10 episodes): this preset does not yet beat behaviour cloning. After 1000 / 2000 training
+ * steps the policy scored 18.8 (alpha 1), 17.2 / 0.4 (alpha 5) and -17.6 / 11.6 (alpha 20), against 94.5 for the
+ * MSE-fitted MLP and 59.8 for the dataset; the policy's mean action sits on the bounds for 63% of the data's
+ * states (the noisy behaviour data puts much of its mass on the bounds, so the trust region does not hold the
+ * critic's push there). Selection among 64 candidates, one sample and the mean action all scored alike.
  */
 export const QUICK_PENDULUM: DtqlConfig = Object.freeze({
   ...PAPER_DEFAULTS,
@@ -160,7 +166,7 @@ export const QUICK_PENDULUM: DtqlConfig = Object.freeze({
   rewardPreset: 'minmax',
   normalizeObs: true,
   pretrainSteps: 2000,
-  trainSteps: 3000,
+  trainSteps: 2000,
   batch: 256,
   lr: 1e-3,
   behaviorHidden: 64,
