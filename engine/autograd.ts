@@ -3,7 +3,12 @@
 import { axpy_, clone, ones, zeros } from './basic.ts';
 import { Tensor, keep, tidy } from './tensor.ts';
 
-export type GradFn = (gradOutputs: (Tensor | null)[]) => (Tensor | null)[];
+/**
+ * A backward. `destinations[i]`, when given, is where input i's gradient may be written directly (a
+ * parameter's zeroed gradient slot): a backward that writes there returns that very tensor, which saves the
+ * separate accumulation. Ignoring it is always correct.
+ */
+export type GradFn = (gradOutputs: (Tensor | null)[], destinations: readonly (Tensor | null)[]) => (Tensor | null)[];
 
 interface Node {
   name: string;
@@ -68,6 +73,12 @@ export function tapeLength(): number {
  * gradient straight through), so a stored gradient is cloned before the first in-place accumulation into it.
  */
 function addGrad(grads: Map<Tensor, Tensor>, owned: Set<Tensor>, t: Tensor, g: Tensor): void {
+  if (g === t.gradSlot && !grads.has(t)) {
+    // written straight into the parameter's slot: further contributions add to it in place
+    owned.add(g);
+    grads.set(t, g);
+    return;
+  }
   let prev = grads.get(t);
   if (!prev) {
     grads.set(t, g);
@@ -85,9 +96,14 @@ function addGrad(grads: Map<Tensor, Tensor>, owned: Set<Tensor>, t: Tensor, g: T
  * Walks the tape backwards from the given outputs and returns the gradient map. Tensors in `stopAt`-free
  * regions are skipped cheaply: a node runs only if one of its outputs has a gradient.
  */
-function runBackward(outputs: Tensor[], gradOutputs: Tensor[]): Map<Tensor, Tensor> {
+function runBackward(outputs: Tensor[], gradOutputs: Tensor[], intoSlots: boolean): Map<Tensor, Tensor> {
   const grads = new Map<Tensor, Tensor>();
   const owned = new Set<Tensor>();
+  // parameters whose slots were zeroed since their last backward may receive their first gradient in place
+  const produced = new Set<Tensor>();
+  if (intoSlots) for (const node of tape) for (const o of node.outputs) produced.add(o);
+  const destinationFor = (inp: Tensor): Tensor | null =>
+    intoSlots && inp.gradSlot && inp.slotState?.zeroed && inp.requiresGrad && !grads.has(inp) && !produced.has(inp) ? inp.gradSlot : null;
   outputs.forEach((o, i) => addGrad(grads, owned, o, gradOutputs[i]!));
   const prev = gradEnabled;
   gradEnabled = false;
@@ -101,7 +117,7 @@ function runBackward(outputs: Tensor[], gradOutputs: Tensor[]): Map<Tensor, Tens
         return g;
       });
       if (!any) continue;
-      const gins = node.backward(gouts);
+      const gins = node.backward(gouts, node.inputs.map(destinationFor));
       node.inputs.forEach((inp, i) => {
         const g = gins[i];
         if (!g || !inp.requiresGrad) return;
@@ -127,12 +143,13 @@ export function backward(loss: Tensor, gradLoss?: Tensor): void {
   tidy(() => {
     const produced = new Set<Tensor>();
     for (const node of tape) for (const o of node.outputs) produced.add(o);
-    const grads = runBackward([loss], seed([loss], gradLoss ? [gradLoss] : undefined));
+    const grads = runBackward([loss], seed([loss], gradLoss ? [gradLoss] : undefined), true);
     for (const [t, g] of grads) {
       if (produced.has(t) || !t.requiresGrad) continue;
       if (t.gradSlot) {
-        axpy_(t.gradSlot, g);
+        if (g !== t.gradSlot) axpy_(t.gradSlot, g);
         t.grad = t.gradSlot;
+        if (t.slotState) t.slotState.zeroed = false;
       } else if (t.grad) {
         axpy_(t.grad, g);
       } else {
@@ -150,7 +167,7 @@ export function backward(loss: Tensor, gradLoss?: Tensor): void {
  */
 export function grad(outputs: Tensor[], inputs: Tensor[], gradOutputs?: Tensor[], opts: { clear?: boolean } = {}): Tensor[] {
   const result = tidy(() => {
-    const grads = runBackward(outputs, seed(outputs, gradOutputs));
+    const grads = runBackward(outputs, seed(outputs, gradOutputs), false);
     return inputs.map((x) => {
       const g = grads.get(x);
       if (!g) return zeros(x.shape);

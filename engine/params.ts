@@ -26,6 +26,8 @@ export class ParamGroup {
   readonly length: number;
   readonly values: Tensor;
   readonly grads: Tensor;
+  /** Set by zeroGrad, cleared by backward: while set, a backward may write a first gradient straight into a slot. */
+  readonly slotState = { zeroed: false };
 
   /**
    * Packs the given parameters into one flat value buffer (copying their current contents) and gives each a
@@ -58,6 +60,7 @@ export class ParamGroup {
       t.rebind(slot.storage);
       slot.dispose();
       t.gradSlot = keep(viewOf(gradBuf, offsets[i]! * 4, t.shape));
+      t.slotState = this.slotState;
       t.grad = null;
       t.requiresGrad = true;
       if (!t.name) t.name = e.name;
@@ -66,6 +69,7 @@ export class ParamGroup {
 
   zeroGrad(): void {
     fill_(this.grads, 0);
+    this.slotState.zeroed = true;
   }
 
   byName(name: string): Tensor | undefined {

@@ -44,6 +44,8 @@ export class Tensor {
   grad: Tensor | null = null;
   /** For a parameter in a flat group: the fixed place its gradient accumulates into. */
   gradSlot: Tensor | null = null;
+  /** Shared by a group's parameters: whether their slots were zeroed since the last backward wrote them. */
+  slotState: { zeroed: boolean } | null = null;
   name = '';
   private disposed = false;
 

@@ -10,6 +10,30 @@ import { parameter, ParamGroup } from '../engine/params.ts';
 const t = suite('autograd');
 t.before(gpu);
 
+t('gradients written straight into zeroed parameter slots equal the accumulating path (a layer used twice)', async () => {
+  const { Linear } = await import('../engine/nn.ts');
+  const { HostRng } = await import('../engine/init.ts');
+  const { square } = await import('../engine/ops/elementwise.ts');
+  const seed = freshSeed();
+  const layer = new Linear(4, 4, { act: 'tanh', rng: new HostRng(seed) });
+  const group = layer.paramGroup();
+  const x = tensor(randn(3 * 4, rng(seed)), [3, 4]);
+  const loss = () => sum(square(layer.forward(layer.forward(x))));
+  // reference: grad() never touches the slots
+  const [gw, gb] = tidy(() => grad([loss()], [layer.weight, layer.bias!], undefined, { clear: true })).map((g) => g);
+  const want = [Array.from(await gw!.read()), Array.from(await gb!.read())];
+  group.zeroGrad();
+  tidy(() => backward(loss()));
+  allClose(await layer.weight.grad!.read(), want[0]!, 1e-5, 1e-6, `weight slot (seed ${seed})`);
+  allClose(await layer.bias!.grad!.read(), want[1]!, 1e-5, 1e-6, `bias slot (seed ${seed})`);
+  // without zeroGrad a second backward adds to what is there
+  tidy(() => backward(loss()));
+  allClose(await layer.weight.grad!.read(), want[0]!.map((v) => 2 * v), 1e-5, 1e-6, 'weight slot after a second backward');
+  gw!.dispose();
+  gb!.dispose();
+  x.dispose();
+});
+
 t('a tensor used twice accumulates both gradients', async () => {
   const r = rng(freshSeed());
   const xs = randn(17, r);

@@ -316,10 +316,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 }
 
 /** sum over rows of g * act'(from) for a [rows, cols] gradient: the bias gradient of a layer. */
-function columnSum(g: Tensor, through: { act: Activation; from: Tensor; fromOutput: boolean } | null): Tensor {
+function columnSum(g: Tensor, through: { act: Activation; from: Tensor; fromOutput: boolean } | null, into: Tensor | null = null): Tensor {
   const cols = g.shape[g.rank - 1]!;
   const rows = g.size / cols;
-  const out = empty([cols]);
+  const out = into ?? empty([cols]);
   const from = through?.fromOutput ? 'out' : 'pre';
   const vec = cols % 4 === 0 && rows > 0;
   const k = kernel(`matmulColumnSum_${through ? `${through.act}-${from}` : 'plain'}_${vec ? 'v' : 's'}`, () =>
@@ -374,7 +374,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, act: Acti
   const pre = grad && needsPreActivation(act) ? empty([batch, outF]) : null;
   matmulInto(y, x, weight, { transB: true, bias, act, pre });
   if (!grad) return y;
-  record('linear', inputs, [y], ([gy]) => {
+  record('linear', inputs, [y], ([gy], into) => {
     let g = gy!;
     let through = act === 'identity' ? null : { act, from: pre ?? y, fromOutput: pre === null };
     if (through && separateGradPass(batch, outF, x.shape[1]!)) {
@@ -385,8 +385,9 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, act: Acti
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (x.requiresGrad) dx = matmulInto(empty([batch, x.shape[1]!]), g, weight, { gradThrough: through });
-    if (weight.requiresGrad) dw = matmulInto(empty([outF, x.shape[1]!]), g, x, { transA: true, gradThrough: through });
-    if (bias?.requiresGrad) db = columnSum(g, through);
+    // the parameters' zeroed gradient slots, when offered, receive the products directly
+    if (weight.requiresGrad) dw = matmulInto(into[1] ?? empty([outF, x.shape[1]!]), g, x, { transA: true, gradThrough: through });
+    if (bias?.requiresGrad) db = columnSum(g, through, into[2] ?? null);
     return bias ? [dx, dw, db] : [dx, dw];
   });
   return y;
