@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu, poison, randn, rng, freshSeed, act64 } from './helpers.ts';
@@ -27,6 +30,7 @@ import {
   tuningAdapterKey,
   type TuneShape,
 } from '../engine/tune.ts';
+import { prepareMatmulTuning, saveMatmulTuning, tuningCachePath } from '../algorithms/common/tuning-cache.ts';
 
 const t = suite('tune');
 t.before(gpu);
@@ -319,6 +323,37 @@ t('a malformed import is a clear error and changes nothing', () => {
   }
   assert.throws(() => parseMatmulConfig('tiled-t48-r4'), /tile must be 16, 32 or 64/);
   clearTuning();
+});
+
+t('the tuning cache file: path from the environment, save, load, a damaged file ignored', async () => {
+  assert.is(tuningCachePath({ WEBDIFFUSER_TUNING_CACHE: 'off' }), null);
+  assert.is(tuningCachePath({ WEBDIFFUSER_TUNING_CACHE: '/x/y.json' }), '/x/y.json');
+  assert.match(tuningCachePath({ XDG_CACHE_HOME: '/c' }) ?? '', /webdiffuser[\\/]matmul-tuning\.json$/);
+  const dir = mkdtempSync(join(tmpdir(), 'wd-tune-'));
+  try {
+    const path = join(dir, 'sub', 'tuning.json');
+    clearTuning();
+    importTuning(fakeResults({ 'nT:M-S-M': { 'register-solo-r8-c2': 1 } }, { 'nT:M-S-M': FORWARD_NARROW }));
+    assert.is(saveMatmulTuning(path), path);
+    const saved = readFileSync(path, 'utf8');
+    clearTuning();
+    const loaded = await prepareMatmulTuning({ path, budgetMs: 0 });
+    assert.is(loaded.classes, 1);
+    assert.equal(tunedShapeClasses(), ['nT:M-S-M']);
+    assert.is(matmulConfigKey(matmulConfigFor(256, 17, 256, { transB: true })), 'register-solo-r8-c2');
+    clearTuning();
+    writeFileSync(path, '{"format": "webdiffuser-matmul-tuning", "version": 1, "adapters": [');
+    const lines: string[] = [];
+    const damaged = await prepareMatmulTuning({ path, budgetMs: 0, log: (l) => lines.push(l) });
+    assert.is(damaged.classes, 0);
+    assert.ok(lines.some((l) => l.includes('ignored') && l.includes('not JSON')), lines.join('\n'));
+    writeFileSync(path, saved);
+    await prepareMatmulTuning({ path, budgetMs: 0 });
+    assert.equal(tunedShapeClasses(), ['nT:M-S-M']);
+  } finally {
+    clearTuning();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 t.run();

@@ -48,6 +48,25 @@ function readCache(path: string, keepExisting: boolean, log?: (line: string) => 
   }
 }
 
+/**
+ * Writes the results held to the cache file (atomically), keeping classes another process stored there that
+ * this one has not measured. Returns the path written, or null when there is none or writing failed.
+ */
+export function saveMatmulTuning(path: string | null = tuningCachePath(), log?: (line: string) => void): string | null {
+  if (!path) return null;
+  readCache(path, true, log);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, exportTuning());
+    renameSync(tmp, path);
+    return path;
+  } catch (e) {
+    log?.(`matmul tuning cache ${path} not written: ${(e as Error).message}`);
+    return null;
+  }
+}
+
 /** Loads the cache, tunes missing shape classes within the budget, and saves the merged results. */
 export async function prepareMatmulTuning(opts: PrepareTuningOptions = {}): Promise<PrepareTuningResult> {
   const path = opts.path === undefined ? tuningCachePath() : opts.path;
@@ -56,18 +75,7 @@ export async function prepareMatmulTuning(opts: PrepareTuningOptions = {}): Prom
   const before = tunedShapeClasses().length;
   const budgetMs = opts.budgetMs ?? 1000;
   const tuned = budgetMs > 0 ? await tuneMatmul({ budgetMs, log }) : null;
-  if (path && tuned && tuned.measured.length > 0) {
-    // Another process may have written meanwhile: keep its classes where this one measured none.
-    readCache(path, true, log);
-    try {
-      mkdirSync(dirname(path), { recursive: true });
-      const tmp = `${path}.${process.pid}.tmp`;
-      writeFileSync(tmp, exportTuning());
-      renameSync(tmp, path);
-    } catch (e) {
-      log?.(`matmul tuning cache ${path} not written: ${(e as Error).message}`);
-    }
-  }
+  if (path && tuned && tuned.measured.length > 0) saveMatmulTuning(path, log);
   const classes = tunedShapeClasses().length;
   if (tuned && (tuned.measured.length > 0 || before === 0)) {
     log?.(
