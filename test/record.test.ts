@@ -63,7 +63,7 @@ function trainStep(s: Setup): { loss: Tensor } {
 
 let tensorScale: Tensor;
 
-async function params(s: Setup): Promise<Float32Array[]> {
+async function params(s: Setup): Promise<ArrayLike<number>[]> {
   return [await s.net.paramGroup().values.read(), await s.target.paramGroup().values.read(), await s.opt.m.read(), await s.opt.v.read()];
 }
 
