@@ -6,7 +6,7 @@
 // reported as skipped with the reason. Prints a table and writes the numbers as JSON.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { cpus, hostname, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { init, runtime, type Runtime } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';
@@ -29,7 +29,7 @@ interface CaseSpec {
 
 const CASES: readonly CaseSpec[] = [
   { name: 'iql-critic', title: 'IQL critic step', batch: 256, steps: { full: 30, quick: 6 }, warmup: 2 },
-  { name: 'srpo-behavior-2048', title: 'SRPO behaviour step', batch: 2048, steps: { full: 5, quick: 2 }, warmup: 1 },
+  { name: 'srpo-behavior-2048', title: 'SRPO behaviour step', batch: 2048, steps: { full: 5, quick: 1 }, warmup: 1 },
   { name: 'srpo-behavior-256', title: 'SRPO behaviour step', batch: 256, steps: { full: 15, quick: 3 }, warmup: 1 },
   { name: 'srpo-actor', title: 'SRPO actor step', batch: 256, steps: { full: 30, quick: 6 }, warmup: 2 },
   { name: 'matmul-1024', title: 'matmul 1024^3', batch: 1024, steps: { full: 10, quick: 3 }, warmup: 1, flops: 2 * 1024 ** 3 },
@@ -86,11 +86,18 @@ interface Row {
   msPerStep?: number;
   /** msPerStep / the engine's eager msPerStep. */
   ratioToEngine?: number;
+  /** cpuMsPerStep / the engine's eager cpuMsPerStep. */
+  cpuRatioToEngine?: number;
   gflops?: number;
   dispatchesPerStep?: number;
   submitsPerStep?: number;
   bindGroupsPerStep?: number;
   hostMsPerStep?: number;
+  /**
+   * CPU time of the process (all its threads: with a software adapter the GPU work too) per step, from
+   * start to sync. Less sensitive than wall time to other work on a shared machine.
+   */
+  cpuMsPerStep?: number;
   steps?: number;
   skipped?: string;
 }
@@ -98,6 +105,12 @@ interface Row {
 interface CaseResult {
   spec: CaseSpec;
   rows: Row[];
+}
+
+/** CPU ms of this process (user + system, all threads) since `from`. */
+function cpuMs(from: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1000;
 }
 
 function message(err: unknown): string {
@@ -167,6 +180,7 @@ async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: 
   await rt.sync();
   const before = { ...rt.stats };
   let host = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
     const h0 = performance.now();
@@ -176,7 +190,10 @@ async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: 
   await rt.sync();
   const ms = (performance.now() - t0) / steps;
   const per = (k: keyof Runtime['stats']) => (rt.stats[k] - before[k]) / steps;
-  return { msPerStep: ms, hostMsPerStep: host / steps, dispatchesPerStep: per('dispatches'), submitsPerStep: per('submits'), bindGroupsPerStep: per('bindGroupsCreated'), steps };
+  return {
+    msPerStep: ms, cpuMsPerStep: cpuMs(cpu0) / steps, hostMsPerStep: host / steps,
+    dispatchesPerStep: per('dispatches'), submitsPerStep: per('submits'), bindGroupsPerStep: per('bindGroupsCreated'), steps,
+  };
 }
 
 async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps: number, recorder: RecordStep | string): Promise<Row[]> {
@@ -232,10 +249,11 @@ async function tfjsRunner(backend: TfjsBackend, sizes: { obsDim: number; actDim:
         c = tfjsCase(tf, spec.name, { ...sizes, transitions: 100_000 });
         for (let i = 0; i < spec.warmup; i++) c.step();
         await c.sync();
+        const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         for (let i = 0; i < steps; i++) c.step();
         await c.sync();
-        return { backend: label, msPerStep: (performance.now() - t0) / steps, steps };
+        return { backend: label, msPerStep: (performance.now() - t0) / steps, cpuMsPerStep: cpuMs(cpu0) / steps, steps };
       } catch (err) {
         return { backend: label, skipped: `failed: ${message(err)}` };
       } finally {
@@ -288,8 +306,8 @@ async function torchRunner(sizes: { obsDim: number; actDim: number }, python: st
       async run(spec, steps) {
         const plan = JSON.stringify({ [spec.name]: [spec.warmup, steps] });
         const out = await execJson(exe, [script, '--cases', spec.name, '--plan', plan, ...common], 20 * 60_000);
-        const r = (out.json?.results as Record<string, { msPerStep?: number; steps?: number; error?: string }> | undefined)?.[spec.name];
-        if (r?.msPerStep !== undefined) return { backend: label, msPerStep: r.msPerStep, steps: r.steps };
+        const r = (out.json?.results as Record<string, { msPerStep?: number; cpuMsPerStep?: number; steps?: number; error?: string }> | undefined)?.[spec.name];
+        if (r?.msPerStep !== undefined) return { backend: label, msPerStep: r.msPerStep, cpuMsPerStep: r.cpuMsPerStep, steps: r.steps };
         return { backend: label, skipped: `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}` };
       },
     };
@@ -305,10 +323,11 @@ function progress(what: string): void {
   process.stderr.write(`[peers] ${what}\n`);
 }
 
+const ratio = (v: number | undefined) => (v === undefined ? '' : v.toFixed(2));
 const fmt = (v: number | undefined, digits = 1) => (v === undefined ? '' : v >= 1000 ? v.toFixed(0) : v.toFixed(digits));
 
 function printTable(results: CaseResult[]): void {
-  const head = `${'case'.padEnd(30)} ${'backend'.padEnd(16)} ${'ms/step'.padStart(9)} ${'x engine'.padStart(8)} ${'disp/step'.padStart(9)} ${'host ms'.padStart(8)}  note`;
+  const head = `${'case'.padEnd(30)} ${'backend'.padEnd(16)} ${'ms/step'.padStart(9)} ${'x engine'.padStart(8)} ${'cpu ms'.padStart(9)} ${'x eng cpu'.padStart(9)} ${'disp/step'.padStart(9)} ${'host ms'.padStart(8)}  note`;
   console.log(head);
   console.log('-'.repeat(head.length + 10));
   for (const { spec, rows } of results) {
@@ -319,7 +338,7 @@ function printTable(results: CaseResult[]): void {
       const backend = r.mode ? `${r.backend} ${r.mode}` : r.backend;
       const note = r.skipped ? `skipped: ${r.skipped}` : r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : '';
       console.log(
-        `${name.padEnd(30)} ${backend.padEnd(16)} ${fmt(r.msPerStep, 2).padStart(9)} ${(r.ratioToEngine === undefined ? '' : r.ratioToEngine.toFixed(2)).padStart(8)} ` +
+        `${name.padEnd(30)} ${backend.padEnd(16)} ${fmt(r.msPerStep, 2).padStart(9)} ${ratio(r.ratioToEngine).padStart(8)} ${fmt(r.cpuMsPerStep, 1).padStart(9)} ${ratio(r.cpuRatioToEngine).padStart(9)} ` +
           `${fmt(r.dispatchesPerStep, 0).padStart(9)} ${fmt(r.hostMsPerStep, 2).padStart(8)}  ${note}`,
       );
     }
@@ -351,6 +370,7 @@ async function main(): Promise<void> {
   console.log(`host ${hostname()} (${cpus().length} CPUs), node ${process.version}, adapter ${adapter}; obs ${sizes.obsDim}, act ${sizes.actDim}${quick ? ', quick' : ''}`);
 
   const recorder = await loadRecorder();
+  const load0 = loadavg()[0]!;
   const t0 = performance.now();
   const runners: PeerRunner[] = [];
   for (const peer of peers) {
@@ -375,16 +395,22 @@ async function main(): Promise<void> {
   const peerInfo = Object.fromEntries(peers.map((p, i) => [p, runners[i]!.info]));
 
   for (const { spec, rows } of results) {
-    const base = rows.find((r) => r.backend === 'engine' && r.mode === 'eager')?.msPerStep;
+    const eager = rows.find((r) => r.backend === 'engine' && r.mode === 'eager');
     for (const r of rows) {
       if (r.msPerStep === undefined) continue;
-      if (base !== undefined) r.ratioToEngine = r.msPerStep / base;
+      if (eager?.msPerStep !== undefined) r.ratioToEngine = r.msPerStep / eager.msPerStep;
+      if (eager?.cpuMsPerStep !== undefined && r.cpuMsPerStep !== undefined) r.cpuRatioToEngine = r.cpuMsPerStep / eager.cpuMsPerStep;
       if (spec.flops) r.gflops = spec.flops / (r.msPerStep * 1e6);
     }
   }
   console.log('');
   printTable(results);
-  console.log(`\nx engine: ms/step over the engine's eager ms/step (above 1: slower than the engine). host ms: JS time per step to encode and submit.`);
+  console.log(
+    "\nx engine: ms/step over the engine's eager ms/step (above 1: slower than the engine). cpu ms: the process's CPU time per step " +
+      '(all threads; with a software adapter that includes the GPU work), and x eng cpu its ratio to the engine\'s: on a machine busy ' +
+      'with other work it tracks the cost of a step better than wall time. host ms: JS time per step to encode and submit.',
+  );
+  console.log(`load average (1 min) ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${cpus().length} CPUs`);
   console.log(`not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}`);
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 
@@ -394,6 +420,7 @@ async function main(): Promise<void> {
   const report = {
     host: hostname(),
     cpus: cpus().length,
+    loadAverage: { start: load0, end: loadavg()[0] },
     node: process.version,
     adapter: rt.info.description,
     adapterClass: rt.info.adapterClass,

@@ -237,13 +237,15 @@ def main():
                 step()
             float(last().flatten()[0])
             sync()
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             for _ in range(steps):
                 step()
             float(last().flatten()[0])  # waits for the last update on any device
             sync()
             ms = (time.perf_counter() - t0) * 1000 / max(steps, 1)
-            results[case] = {'msPerStep': ms, 'steps': steps, 'warmup': warmup}
+            cpu_ms = (time.process_time() - cpu0) * 1000 / max(steps, 1)
+            results[case] = {'msPerStep': ms, 'cpuMsPerStep': cpu_ms, 'steps': steps, 'warmup': warmup}
             log(f'torch {case}: {ms:.2f} ms/step ({steps} steps)')
         except Exception as e:  # one failing case must not lose the others
             results[case] = {'error': f'{type(e).__name__}: {e}'}
