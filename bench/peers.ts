@@ -53,8 +53,8 @@ const OPTIONS = {
   steps: { type: 'integer', positive: true, placeholder: 'n', description: 'timed steps of every case (default: per case, fewer with --quick)' },
   only: { type: 'string', placeholder: 'case,...', description: `cases to run: ${CASES.map((c) => c.name).join(', ')} (default: all)` },
   peers: { type: 'string', default: PEERS.join(','), placeholder: 'list', description: `peers to run beside the engine, or 'none'` },
-  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
-  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
+  obs: { type: 'integer', positive: true, default: 11, description: "observation size (Hopper's)" },
+  act: { type: 'integer', positive: true, default: 3, description: "action size (Hopper's)" },
   python: { type: 'string', placeholder: 'exe', description: "interpreter with torch for the PyTorch peer (default: the first of python3 and the system's /usr/bin/python3 that imports torch)" },
   'torch-threads': { type: 'integer', nonNegative: true, default: 0, description: 'CPU threads for PyTorch (0: all cores)' },
   out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
@@ -69,11 +69,12 @@ const CLI: CliSpec<typeof OPTIONS> = {
     'frozen behaviour eps at a noised action, target twin-Q action gradient, surrogate loss, Adam; batch 256) and a ' +
     '1024^3 matmul. Every minibatch is drawn from 100k random transitions held by the backend. Each case runs ' +
     'untimed warm-up steps, then the timed steps with one sync at the end.\n\n' +
-    'Engine rows give ms/step, dispatches and submits per step (runtime stats) and host ms/step (the JS time to ' +
+    'Engine rows give ms/step, dispatches and submits per step (runtime stats) and host ms/step (the JS thread\'s CPU time to ' +
     'encode and submit, without waiting for the GPU), eagerly and, when engine/record.ts exists, replayed from a ' +
     'recorded step. Peers: tfjs-webgpu (TensorFlow.js WebGPU backend on the same adapter), tfjs-wasm ' +
     '(TensorFlow.js wasm backend, XNNPACK), torch (python3 bench/peers_torch.py: PyTorch eager, CUDA when ' +
-    'available). The ratio column is each row\'s ms/step over the engine\'s eager ms/step. Peers that cannot load ' +
+    'available). Every row gives ms/step and the process CPU ms/step (all threads), each also as a ratio to the ' +
+    'engine\'s eager step. Peers that cannot load ' +
     `are reported as skipped. Not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}.`,
   options: OPTIONS,
   examples: ['node bench/peers.ts --quick', 'node bench/peers.ts --only iql-critic,matmul-1024 --peers torch --steps 20'],
@@ -92,6 +93,7 @@ interface Row {
   dispatchesPerStep?: number;
   submitsPerStep?: number;
   bindGroupsPerStep?: number;
+  /** CPU time of the JS thread per step spent encoding and submitting it (engine rows). */
   hostMsPerStep?: number;
   /**
    * CPU time of the process (all its threads: with a software adapter the GPU work too) per step, from
@@ -111,6 +113,13 @@ interface CaseResult {
 function cpuMs(from: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(from);
   return (d.user + d.system) / 1000;
+}
+
+/** CPU ms of the JS thread so far, or wall ms where Node cannot tell. */
+function threadMs(): number {
+  if (typeof process.threadCpuUsage !== 'function') return performance.now();
+  const u = process.threadCpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 function message(err: unknown): string {
@@ -174,7 +183,11 @@ function engineCases(obsDim: number, actDim: number): EngineCases {
   };
 }
 
-/** Times `once` (one step, encoded and submitted); host time is the JS time inside it, without GPU waits. */
+/**
+ * Times `once` (one step, encoded and submitted). Host time is the CPU time of the JS thread inside it (wall
+ * time where Node lacks process.threadCpuUsage): the cost of encoding and submitting, without the GPU's work
+ * and without time the thread spent descheduled on a busy machine.
+ */
 async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: number): Promise<Omit<Row, 'backend'>> {
   for (let i = 0; i < warmup; i++) once();
   await rt.sync();
@@ -183,9 +196,9 @@ async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: 
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
-    const h0 = performance.now();
+    const h0 = threadMs();
     once();
-    host += performance.now() - h0;
+    host += threadMs() - h0;
   }
   await rt.sync();
   const ms = (performance.now() - t0) / steps;
@@ -408,7 +421,7 @@ async function main(): Promise<void> {
   console.log(
     "\nx engine: ms/step over the engine's eager ms/step (above 1: slower than the engine). cpu ms: the process's CPU time per step " +
       '(all threads; with a software adapter that includes the GPU work), and x eng cpu its ratio to the engine\'s: on a machine busy ' +
-      'with other work it tracks the cost of a step better than wall time. host ms: JS time per step to encode and submit.',
+      'with other work it tracks the cost of a step better than wall time. host ms: CPU time of the JS thread per step to encode and submit.',
   );
   console.log(`load average (1 min) ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${cpus().length} CPUs`);
   console.log(`not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}`);
