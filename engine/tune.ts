@@ -30,7 +30,10 @@ export interface TuneShape {
 }
 
 export interface TuneOptions {
-  /** Wall-clock budget in milliseconds (default 1000); shapes not finished within it are left for later. */
+  /**
+   * Wall-clock budget in milliseconds (default 1000): shapes predicted not to fit, or not finished within
+   * it, are left for a later run. It can be overrun by about one kernel build.
+   */
   budgetMs?: number;
   /** Time shape classes that already have results again (default: only the missing ones). */
   retune?: boolean;
@@ -306,6 +309,8 @@ const SAMPLE_TARGET_MS = 4;
 const MAX_REPEATS = 256;
 /** After two samples, candidates this much slower than the best get no more. */
 const PRUNE_RATIO = 1.3;
+/** After one sample, candidates this much slower than the best get no more. */
+const CLEAR_LOSS_RATIO = 2.5;
 const ROUNDS = 3;
 
 function randomTensor(shape: [number, number], seed: number): Tensor {
@@ -335,6 +340,13 @@ export async function tuneMatmul(opts: TuneOptions = {}): Promise<TuneReport> {
   const candidates = matmulCandidates(opts.families);
   const shapes = opts.shapes ?? RL_TUNING_SHAPES;
   const report: TuneReport = { adapter: adapterKey, measured: [], alreadyTuned: [], remaining: [], elapsedMs: 0 };
+  // Cost model: time scales with flops from the largest shape timed; results of earlier runs seed it (one
+  // warm-up and two samples per candidate), so a run does not start a shape it cannot finish.
+  let largest = { flops: 0, ms: 0 };
+  for (const t of classes.values()) {
+    const flops = 2 * t.shape.M * t.shape.N * t.shape.K;
+    if (flops > largest.flops) largest = { flops, ms: 3 * Object.values(t.ms).reduce((x, y) => x + y, 0) };
+  }
   await rt.sync();
 
   for (const shape of shapes) {
@@ -344,11 +356,17 @@ export async function tuneMatmul(opts: TuneOptions = {}): Promise<TuneReport> {
       report.alreadyTuned.push(shape);
       continue;
     }
-    if (overBudget()) {
+    const flops = 2 * shape.M * shape.N * shape.K;
+    // A shape whose predicted cost (scaled from the largest one timed so far) does not fit is left for a
+    // later run with more budget, and cheaper shapes after it still get their turn.
+    const predicted = largest.flops > 0 ? (largest.ms * flops) / largest.flops : 0;
+    if (overBudget() || performance.now() - start + predicted > budget) {
       report.remaining.push(shape);
       continue;
     }
-    const result = await timeShape(shape, candidates, overBudget);
+    const shapeStart = performance.now();
+    const result = await timeShape(shape, candidates, () => budget - (performance.now() - start));
+    if (flops >= largest.flops) largest = { flops, ms: performance.now() - shapeStart };
     if (!result) {
       report.remaining.push(shape);
       continue;
@@ -357,7 +375,6 @@ export async function tuneMatmul(opts: TuneOptions = {}): Promise<TuneReport> {
     for (const c of result) ms[c.config] = c.ms;
     classes.set(cls, { shape: { ...shape }, ms, date: new Date().toISOString() });
     install(adapterKey);
-    const flops = 2 * shape.M * shape.N * shape.K;
     const candidatesOut = result.map((c) => ({ ...c, gflops: flops / (c.ms * 1e6) })).sort((a, b) => a.ms - b.ms);
     const entry: ShapeResult = { shape: { ...shape }, shapeClass: cls, candidates: candidatesOut, chosen: chosenMatmulConfig(shape) };
     report.measured.push(entry);
@@ -375,7 +392,20 @@ export function describeShape(s: TuneShape): string {
   return `${s.M}x${s.K}x${s.N} ${s.transA ? 'A^T' : 'A'} ${s.transB ? 'B^T' : 'B'}`;
 }
 
-async function timeShape(shape: TuneShape, candidates: MatmulConfig[], overBudget: () => boolean): Promise<Omit<CandidateTiming, 'gflops'>[] | null> {
+/** Whether `p` settled before the budget ran out (its rejection is thrown). */
+async function untilBudget(p: Promise<void>, remainingMs: () => number): Promise<boolean> {
+  const left = remainingMs();
+  if (left <= 0) return false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), left)));
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function timeShape(shape: TuneShape, candidates: MatmulConfig[], remaining: () => number): Promise<Omit<CandidateTiming, 'gflops'>[] | null> {
   const rt = runtime();
   const { M, K, N, transA, transB } = shape;
   const a = randomTensor(transA ? [K, M] : [M, K], 0x9e3779b9 ^ M);
@@ -388,20 +418,25 @@ async function timeShape(shape: TuneShape, candidates: MatmulConfig[], overBudge
     const best = new Map<MatmulConfig, number>();
     const samples = new Map<MatmulConfig, number>();
     const repeats = new Map<MatmulConfig, number>();
-    // First use builds the pipeline (slow on software adapters), so it is not timed.
+    // First use builds the pipeline, which a software adapter does on its queue when the dispatch runs: the
+    // wait for it stops when the budget is spent (a build left running still lands in the driver's cache).
     for (const c of candidates) {
-      if (overBudget()) return null;
+      if (remaining() <= 0) return null;
       run(c, 1);
-      await rt.sync();
+      const done = rt.sync();
+      if (!(await untilBudget(done, remaining))) {
+        done.catch(() => undefined);
+        return null;
+      }
     }
-    // Round 0 runs each product once, which also sizes the later samples. Candidates are compared only on
-    // their best of two samples or more, in rotating order, so one burst of load on a shared machine
-    // decides nothing.
+    // Round 0 runs each product once, which also sizes the later samples. Close candidates are compared
+    // only on their best of two samples or more, in rotating order, so one burst of load on a shared
+    // machine decides nothing.
     let alive = candidates;
     for (let round = 0; round < ROUNDS && alive.length > 0; round++) {
       const order = alive.map((_, i) => alive[(i + round) % alive.length]!);
       for (const c of order) {
-        if (overBudget()) return round === 0 ? null : finish();
+        if (remaining() <= 0) return round === 0 ? null : finish();
         const n = repeats.get(c) ?? 1;
         const t0 = performance.now();
         run(c, n);
@@ -411,9 +446,10 @@ async function timeShape(shape: TuneShape, candidates: MatmulConfig[], overBudge
         samples.set(c, (samples.get(c) ?? 0) + 1);
         repeats.set(c, Math.max(1, Math.min(MAX_REPEATS, Math.ceil(SAMPLE_TARGET_MS / Math.max(ms, 1e-3)))));
       }
-      if (round === 0) continue;
       const fastest = Math.min(...alive.map((c) => best.get(c)!));
-      alive = alive.filter((c) => best.get(c)! <= fastest * PRUNE_RATIO);
+      // One sample of a product much longer than a sync already tells clear losers apart.
+      if (round === 0 && fastest < SAMPLE_TARGET_MS / 2) continue;
+      alive = alive.filter((c) => best.get(c)! <= fastest * (round === 0 ? CLEAR_LOSS_RATIO : PRUNE_RATIO));
       if (alive.length === 1) break;
     }
     return finish();

@@ -246,6 +246,30 @@ function programFor(spec: MatmulSpec, c: MatmulConfig): { k: Kernel; tile: Matmu
   };
 }
 
+/** The kernel specialisation of a product with this layout and these extras. */
+function productSpec(
+  M: number,
+  K: number,
+  N: number,
+  transA: boolean,
+  transB: boolean,
+  x: { bias: boolean; act: Activation; pre: boolean; grad: { act: Activation; fromOutput: boolean } | null },
+): MatmulSpec {
+  // vec4 views need whole vec4s: the contiguous axis a multiple of 4 and the operand not empty (K = 0).
+  return {
+    transA,
+    transB,
+    vecA: K > 0 && (transA ? M : K) % 4 === 0,
+    vecB: K > 0 && (transB ? K : N) % 4 === 0,
+    vecC: N % 4 === 0,
+    bias: x.bias,
+    act: x.act,
+    writePre: x.pre,
+    gradAct: x.grad ? x.grad.act : null,
+    gradFrom: x.grad?.fromOutput ? 'out' : 'pre',
+  };
+}
+
 export interface MatmulIntoOptions extends MatmulOptions, GemmExtras {
   /** Run this kernel configuration instead of the one matmulConfigFor() picks (tuning, tests). */
   config?: MatmulConfig;
@@ -268,19 +292,7 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: MatmulIntoOp
   const act = opts.act ?? 'identity';
   if (!ACTIVATIONS.includes(act)) throw new Error(`matmul: unknown activation "${String(act)}"`);
   if (M === 0 || N === 0) return out;
-  // vec4 views need whole vec4s: the contiguous axis a multiple of 4 and the operand not empty (K = 0).
-  const spec: MatmulSpec = {
-    transA,
-    transB,
-    vecA: K > 0 && (transA ? M : K) % 4 === 0,
-    vecB: K > 0 && (transB ? K : N) % 4 === 0,
-    vecC: N % 4 === 0,
-    bias: bias !== null,
-    act,
-    writePre: pre !== null,
-    gradAct: grad ? grad.act : null,
-    gradFrom: grad?.fromOutput ? 'out' : 'pre',
-  };
+  const spec = productSpec(M, K, N, transA, transB, { bias: bias !== null, act, pre: pre !== null, grad });
   const { k, tile } = programFor(spec, opts.config ?? matmulConfigFor(M, K, N, { transA, transB }));
   const buffers: Record<string, Tensor> = { a, b, out };
   if (bias) buffers.bias = bias;
