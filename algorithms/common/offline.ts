@@ -173,7 +173,13 @@ export interface PhaseRun {
    * (engine/record.ts), so it must read nothing back, write nothing from the host, draw random numbers from
    * Generators and take learning rates from the optimisers' schedules.
    */
-  step: () => Record<string, Tensor | [Tensor, string[]]>;
+  step: (variant: number) => Record<string, Tensor | [Tensor, string[]]>;
+  /**
+   * Which variant of the step the step at 0-based index `step` runs (e.g. 1 on the steps that also update a
+   * target network): a small non-negative integer passed to `step`. Each variant is recorded on its own at
+   * its second use and replayed after that. Absent: always 0.
+   */
+  variant?: (step: number) => number;
   /** Run every step eagerly through autograd (a step that cannot be recorded, or debugging). */
   eager?: boolean;
   /** Called at log points with the step reached; may return evaluation results to log. */
@@ -236,9 +242,12 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
   let last: Record<string, number> = {};
   const evals: PhaseResult['evals'] = [];
   const eager = (run.eager ?? false) || (ctx.eager ?? false);
-  let recorded: RecordedStep<Record<string, never>> | null = null;
-  const stepAndMeter = () => {
-    meter.add(run.step());
+  // one recording per step variant; the first use of a variant runs eagerly (building pipelines, lazily made
+  // buffers and the meter's sums), the second is recorded and later ones replay it
+  const recorded = new Map<number, RecordedStep<Record<string, never>>>();
+  const ranEagerly = new Set<number>();
+  const stepAndMeter = (variant: number) => () => {
+    meter.add(run.step(variant));
     return {};
   };
   type LossTicket = { values: Promise<Record<string, number>>; step: number; fromStep: number };
@@ -252,13 +261,14 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
   };
   try {
     for (let step = startStep; step < run.steps; ) {
-      // the first step runs eagerly (building pipelines, lazily made buffers and the meter's sums); the
-      // second is recorded and the rest replay it
-      if (eager || step === startStep) {
-        tidy(stepAndMeter);
+      const variant = run.variant ? run.variant(step) : 0;
+      const replay = recorded.get(variant);
+      if (eager || !ranEagerly.has(variant)) {
+        ranEagerly.add(variant);
+        tidy(stepAndMeter(variant));
         runtime().flush();
-      } else if (!recorded) recorded = recordStep(stepAndMeter);
-      else recorded.replay();
+      } else if (!replay) recorded.set(variant, recordStep(stepAndMeter(variant)));
+      else replay.replay();
       step++;
       const end = step === run.steps;
       const stop = !end && (ctx.stopRequested?.() ?? false);
@@ -295,7 +305,7 @@ export async function runPhase(run: PhaseRun, ctx: RunContext, startStep = 0): P
     }
     progress.finish(run.steps, last);
   } finally {
-    recorded?.dispose();
+    for (const r of recorded.values()) r.dispose();
     meter.dispose();
   }
   return { phase: run.phase, steps: run.steps, startStep, ms: performance.now() - t0, last, evals };

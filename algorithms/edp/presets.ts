@@ -1,0 +1,147 @@
+// EDP's settings: the paper code's defaults (sail-sg/edp diffusion/dql.py get_default_config, trainer.py), the
+// gradient-norm table it shares with Diffusion-QL, and a quick preset that trains and evaluates on the
+// repository's Pendulum dataset in minutes on a software GPU.
+import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
+import { TASK_SETTINGS as DQL_TASKS, envForDataset } from '../dql/presets.ts';
+import { BUILTIN_DATASETS } from '../srpo/presets.ts';
+
+export { BUILTIN_DATASETS, envForDataset };
+
+export const BACKBONES = ['td3', 'crr', 'iql'] as const;
+export type Backbone = (typeof BACKBONES)[number];
+
+export function isBackbone(s: string): s is Backbone {
+  return (BACKBONES as readonly string[]).includes(s);
+}
+
+export interface EdpConfig extends DiffusionPolicyConfig {
+  backbone: Backbone;
+  /** Weight of the diffusion loss (CRR's diff_coef; TD3 and IQL use 1). */
+  diffCoef: number;
+  /** Weight of the policy guide term (guide_coef). */
+  guideCoef: number;
+  /** TD3: lambda = alpha / stopgrad(mean |Q_j|). */
+  alpha: number;
+  /** CRR: w = min(crrMaxWeight, exp(adv / crrBeta)), adv against crrSamples actions ~ N(a0Hat, I). */
+  crrBeta: number;
+  crrMaxWeight: number;
+  crrSamples: number;
+  /** IQL: expectile of V, AWR inverse temperature and weight clip. */
+  expectile: number;
+  awrTemperature: number;
+  awrMaxWeight: number;
+}
+
+/**
+ * The paper code's defaults: T = 100 on the scaled linear schedule, batch 256, AdamW 3e-4 (no decay) for
+ * everything, discount 0.99, Polyak 0.005 on the critic every step, target policy every 5 steps after step 1000,
+ * 2000 epochs x 1000 steps; next actions and evaluation candidates by DPM-Solver (15 steps), 50 candidates.
+ */
+export const PAPER_DEFAULTS: Omit<EdpConfig, 'task' | 'dataset' | 'env'> = Object.freeze({
+  seed: 0,
+  rewardPreset: 'none',
+  normalizeObs: false,
+  trainSteps: 2_000_000,
+  batch: 256,
+  T: 100,
+  actorHidden: 256,
+  lr: 3e-4,
+  criticHidden: [256, 256, 256],
+  criticLr: 3e-4,
+  discount: 0.99,
+  targetTau: 0.005,
+  gradClip: 0,
+  emaDecay: 0.995,
+  emaEvery: 5,
+  emaStart: 1000,
+  targetSampler: 'dpm',
+  targetSamplerSteps: 15,
+  maxQBackup: false,
+  maxQSamples: 10,
+  evalSampler: 'dpm',
+  evalSamplerSteps: 15,
+  candidates: 50,
+  evalEvery: 10_000,
+  evalEpisodes: 10,
+  evalSeed: 100,
+  bcEval: false,
+  bcMlpSteps: 10_000,
+  logEvery: 1000,
+  checkpointEvery: 50_000,
+  backbone: 'td3',
+  diffCoef: 1,
+  guideCoef: 1,
+  alpha: 2,
+  crrBeta: 1,
+  crrMaxWeight: 20,
+  crrSamples: 10,
+  expectile: 0.7,
+  awrTemperature: 3,
+  awrMaxWeight: 100,
+}) as Omit<EdpConfig, 'task' | 'dataset' | 'env'>;
+
+/**
+ * The default run: the shipped Pendulum dataset with width-64 networks, T = 30 and 5-step DPM-Solver samples
+ * for the critic's next actions, so 2000 steps and the evaluations finish in minutes on a software GPU; rewards
+ * 'minmax', z-scored observations and a fast critic (lr 3e-3, Polyak 0.05) as in the other quick presets.
+ */
+export const QUICK_PENDULUM: EdpConfig = Object.freeze({
+  ...PAPER_DEFAULTS,
+  task: 'pendulum-quick',
+  dataset: 'pendulum-medium-v1',
+  env: 'Pendulum-v1',
+  rewardPreset: 'minmax',
+  normalizeObs: true,
+  trainSteps: 2000,
+  T: 30,
+  actorHidden: 64,
+  lr: 1e-3,
+  criticHidden: [64, 64, 64],
+  criticLr: 3e-3,
+  targetTau: 0.05,
+  emaStart: 200,
+  targetSamplerSteps: 5,
+  evalSamplerSteps: 10,
+  evalEvery: 1000,
+  evalEpisodes: 20,
+  evalSeed: 1001,
+  bcEval: true,
+  bcMlpSteps: 3000,
+  logEvery: 100,
+  checkpointEvery: 1000,
+}) as EdpConfig;
+
+const QUICK_PRESETS: Readonly<Record<string, EdpConfig>> = Object.freeze({ 'pendulum-quick': QUICK_PENDULUM });
+
+export const TASK_NAMES: readonly string[] = [...Object.keys(QUICK_PRESETS), ...Object.keys(DQL_TASKS)];
+
+/**
+ * The configuration a task name selects: the quick preset, or a D4RL task with the paper code's defaults, its
+ * gradient-norm clip and reward preset (antmaze: r - 1 for IQL, (r - 0.5) 4 for TD3 and CRR; kitchen and pen:
+ * min-max). D4RL tasks have no shipped data: pass the file with --dataset.
+ */
+export function taskConfig(task: string, backbone: Backbone = 'td3'): EdpConfig {
+  const quick = QUICK_PRESETS[task];
+  if (quick) return { ...quick, criticHidden: [...quick.criticHidden], backbone };
+  const s = DQL_TASKS[task];
+  if (!s) {
+    const err = new Error(`unknown task '${task}'; known: ${TASK_NAMES.join(', ')}`);
+    (err as { userFacing?: boolean }).userFacing = true;
+    throw err;
+  }
+  const family = task.split('-')[0]!;
+  const rewardPreset: EdpConfig['rewardPreset'] =
+    family === 'antmaze' ? (backbone === 'iql' ? 'iql_antmaze' : 'cql_antmaze') : family === 'kitchen' || family === 'pen' ? 'minmax' : 'none';
+  return {
+    ...PAPER_DEFAULTS,
+    criticHidden: [...PAPER_DEFAULTS.criticHidden],
+    task,
+    dataset: '',
+    env: envForDataset(task) ?? '',
+    backbone,
+    gradClip: s.gradClip,
+    rewardPreset,
+    evalEpisodes: s.evalEpisodes,
+    ...(family === 'antmaze' && backbone === 'iql' ? { expectile: 0.9, awrTemperature: 10 } : {}),
+  };
+}
