@@ -7,7 +7,8 @@ import { init, dispose } from '../engine/runtime.ts';
 import { tensor, tidy, keep, type Tensor } from '../engine/tensor.ts';
 import { fill_ } from '../engine/basic.ts';
 import { noGrad, backward } from '../engine/autograd.ts';
-import { matmul, linear, setMatmulFamily, matmulFamily } from '../engine/ops/matmul.ts';
+import { matmul, linear, setMatmulFamily, matmulFamily, matmulConfigFor, matmulConfigKey } from '../engine/ops/matmul.ts';
+import { prepareMatmulTuning } from '../algorithms/common/tuning-cache.ts';
 import { add } from '../engine/ops/elementwise.ts';
 import { sum } from '../engine/ops/reduce.ts';
 import { parameter, ParamGroup } from '../engine/params.ts';
@@ -18,6 +19,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '7' },
     quick: { type: 'boolean', default: false },
     family: { type: 'string', default: 'auto' },
+    tuned: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -28,13 +30,16 @@ if (args.help) {
 Times the engine's kernels on the current WebGPU adapter and prints a table; also writes DIR/kernels-<adapter>.json.
   --reps N     timed repetitions per case (median reported; default 7, after one warm-up)
   --quick      smaller sizes, for a fast look
-  --family F   matmul kernel family (default: chosen by adapter)`);
+  --family F   matmul kernel family (default: chosen by adapter)
+  --tuned      use the matmul tuning cache (node bench/tune.ts --rl --save fills it), after up to 2 s of
+               tuning missing shape classes; each matmul row then names the configuration it ran`);
   process.exit(0);
 }
 
 const reps = Math.max(1, Number(args.reps));
 const rt = await init();
 if (args.family !== 'auto') setMatmulFamily(args.family as 'register' | 'tiled');
+if (args.tuned) await prepareMatmulTuning({ budgetMs: 2000, log: (line) => console.log(line) });
 
 let seed = (Date.now() >>> 0) || 1;
 function random(n: number): Float32Array {
@@ -94,7 +99,8 @@ for (const [m, k, n] of matmulCases) {
   const a = keep(tensor(random(m * k), [m, k]));
   const b = keep(tensor(random(k * n), [k, n]));
   const s = await time(() => tidy(() => noGrad(() => void matmul(a, b))), m * n * k > 1e8 ? 1 : 10);
-  report(`matmul ${m}x${k}x${n} (MxKxN)`, (2 * m * n * k) / s / 1e9, 'GFLOP/s', s);
+  const config = args.tuned ? ` ${matmulConfigKey(matmulConfigFor(m, k, n))}` : '';
+  report(`matmul ${m}x${k}x${n} (MxKxN)${config}`, (2 * m * n * k) / s / 1e9, 'GFLOP/s', s);
   a.dispose();
   b.dispose();
 }

@@ -325,8 +325,8 @@ function randomTensor(shape: [number, number], seed: number): Tensor {
 }
 
 /**
- * Times every candidate on every shape whose class is not tuned yet (or all with `retune`), cheapest shapes
- * first, until the budget runs out, and installs the result: matmulInto and linear then use the fastest
+ * Times every candidate on every shape whose class is not tuned yet (or all with `retune`), in order (the
+ * default set has batch 256 first), until the budget runs out, and installs the result: matmulInto and linear then use the fastest
  * configuration per shape class. A shape counts only once every candidate has at least one timed sample.
  */
 export async function tuneMatmul(opts: TuneOptions = {}): Promise<TuneReport> {
@@ -366,11 +366,11 @@ export async function tuneMatmul(opts: TuneOptions = {}): Promise<TuneReport> {
     }
     const shapeStart = performance.now();
     const result = await timeShape(shape, candidates, () => budget - (performance.now() - start));
-    if (flops >= largest.flops) largest = { flops, ms: performance.now() - shapeStart };
     if (!result) {
       report.remaining.push(shape);
       continue;
     }
+    if (flops >= largest.flops) largest = { flops, ms: performance.now() - shapeStart };
     const ms: Record<string, number> = {};
     for (const c of result) ms[c.config] = c.ms;
     classes.set(cls, { shape: { ...shape }, ms, date: new Date().toISOString() });
