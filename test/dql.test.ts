@@ -108,7 +108,7 @@ t('the policy gradient through the reverse chain equals the unrolled chain\'s au
 t('training on tiny settings: critic and behaviour-cloning losses fall, gradients finite, Q of the policy rises', async () => {
   const obsDim = 3;
   const actDim = 2;
-  const store = ReplayStore.fromTransitions(syntheticTransitions(2048, obsDim, actDim, 7));
+  const store = ReplayStore.fromTransitions(syntheticTransitions(2048, obsDim, actDim, 7, 10));
   const cfg = tinyConfig({ trainSteps: 120, logEvery: 20, emaStart: 40 });
   const log = recorder();
   const m = makeModels(obsDim, actDim, cfg);

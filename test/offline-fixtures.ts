@@ -6,8 +6,8 @@ import type { ParamGroup } from '../engine/params.ts';
 import type { Transitions } from '../datasets/d4rl.ts';
 import { randn, rng } from './helpers.ts';
 
-/** States N(0, 1); actions tanh of the state plus noise, in [-1, 1]; reward -(a - tanh(s))^2, terminal. */
-export function syntheticTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
+/** States N(0, 1); actions tanh of the state plus noise, in [-1, 1]; reward -rewardScale (a - tanh(s))^2, terminal. */
+export function syntheticTransitions(n: number, obsDim: number, actDim: number, seed: number, rewardScale = 1): Transitions {
   const r = rng(seed);
   const obs = randn(n * obsDim, r);
   const actions = new Float32Array(n * actDim);
@@ -20,7 +20,7 @@ export function syntheticTransitions(n: number, obsDim: number, actDim: number, 
       actions[i * actDim + d] = a;
       pen += (a - mean) ** 2;
     }
-    rewards[i] = -pen;
+    rewards[i] = -rewardScale * pen;
   }
   return { size: n, obsDim, actDim, observations: obs, actions, rewards, nextObservations: randn(n * obsDim, r), dones: new Float32Array(n).fill(1) };
 }

@@ -1,0 +1,161 @@
+// EDP: each backbone (TD3, CRR, IQL) on tiny settings (losses fall, gradients finite), the CRR advantage against
+// float64, bitwise resume across the target-policy variants, and the phase runner's per-variant recordings
+// matching eager steps.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gpu } from './helpers.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { Generator } from '../engine/random.ts';
+import { tidy } from '../engine/tensor.ts';
+import { ReplayStore } from '../datasets/replay.ts';
+import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
+import { runPhase } from '../algorithms/common/offline.ts';
+import { TwinQCritic, netOf, trainPhase } from '../algorithms/common/diffusion-policy.ts';
+import { IQLCritic } from '../algorithms/iql.ts';
+import { crrAdvantage, makeModels, taskConfig, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
+import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
+
+const t = suite('edp');
+t.before(gpu);
+
+let scratch = '';
+t.before(() => {
+  scratch = mkdtempSync(join(tmpdir(), 'wd-edp-'));
+});
+t.after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function tinyConfig(backbone: Backbone, over: Partial<EdpConfig> = {}): EdpConfig {
+  return {
+    ...taskConfig('pendulum-quick', backbone),
+    T: 25,
+    actorHidden: 32,
+    criticHidden: [32, 32],
+    batch: 128,
+    lr: 3e-3,
+    criticLr: 3e-3,
+    targetSamplerSteps: 3,
+    logEvery: 10,
+    checkpointEvery: 1000,
+    ...over,
+  };
+}
+
+const criticGroups = (m: EdpModels) =>
+  m.critic instanceof IQLCritic ? { q: m.critic.qOptimizer.group, v: m.critic.vOptimizer.group } : { q: (m.critic as TwinQCritic).optimizer.group };
+
+for (const backbone of ['td3', 'crr', 'iql'] as const) {
+  t(`${backbone}: on tiny settings the diffusion and critic losses fall and gradients are finite`, async () => {
+    const obsDim = 3;
+    const actDim = 2;
+    const store = ReplayStore.fromTransitions(syntheticTransitions(2048, obsDim, actDim, 7, 10));
+    const cfg = tinyConfig(backbone, { trainSteps: 100, logEvery: 20, emaStart: 40 });
+    const log = recorder();
+    const m = makeModels(obsDim, actDim, cfg);
+    await runPhase(trainPhase(m, cfg, store, join(scratch, `tiny-${backbone}.safetensors`)), quietContext(cfg, log));
+    const dl = series(log.records, 'train', 'diffLoss');
+    const ql = series(log.records, 'train', 'qLoss');
+    const guide = series(log.records, 'train', 'guide');
+    assert.ok(dl[dl.length - 1]! < 0.8 * dl[0]!, `diffusion loss ${dl.map((x) => x.toFixed(3))}`);
+    assert.ok(ql[ql.length - 1]! < 0.8 * ql[0]!, `critic loss ${ql.map((x) => x.toFixed(4))}`);
+    assert.ok(guide.every(Number.isFinite), `guide ${guide}`);
+    if (backbone === 'td3') assert.ok(guide.every((g) => Math.abs(g) <= cfg.alpha + 1e-4), `TD3 guide (-alpha Q_j / mean |Q_j|) stays in [-alpha, alpha]: ${guide}`);
+    else assert.ok(guide[guide.length - 1]! < guide[0]!, `weighted likelihood guide falls: ${guide.map((x) => x.toFixed(3))}`);
+    await allFinite(m.actor.optimizer.group, `${backbone}: policy`);
+    for (const [name, g] of Object.entries(criticGroups(m))) await allFinite(g, `${backbone}: ${name}`);
+    m.dispose();
+    store.dispose();
+  });
+}
+
+t('CRR advantage: min Q(s, a_data) minus the mean min Q over samples around a0Hat, against float64 from the same draws', async () => {
+  const obsDim = 2;
+  const actDim = 2;
+  const cfg = tinyConfig('crr', { crrSamples: 4 });
+  const m = makeModels(obsDim, actDim, cfg);
+  const critic = m.critic as TwinQCritic;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(64, obsDim, actDim, 5));
+  const batch = store.sample(5, new Generator(1));
+  const a0Hat = new Generator(2).uniform([5, actDim], -1, 1);
+  const adv = tidy(() => crrAdvantage(critic, cfg, batch, a0Hat, new Generator(3)));
+  // the same draws by hand: noise is the layout of normal([B * n, D]) at the generator's start
+  const noise = await new Generator(3).normal([5 * 4, actDim]).read();
+  const [obs, acts, a0] = await Promise.all([batch.obs.read(), batch.actions.read(), a0Hat.read()]);
+  const qMin = async (o: number[], a: number[], rows: number) => {
+    const { tensor } = await import('../engine/tensor.ts');
+    const q = tidy(() => noGrad(() => critic.q.min(tensor(o, [rows, obsDim]), tensor(a, [rows, actDim]))));
+    const v = Array.from(await q.read());
+    q.dispose();
+    return v;
+  };
+  const qData = await qMin(Array.from(obs), Array.from(acts), 5);
+  const repObs: number[] = [];
+  const around: number[] = [];
+  for (let b = 0; b < 5; b++) for (let j = 0; j < 4; j++) {
+    for (let d = 0; d < obsDim; d++) repObs.push(obs[b * obsDim + d]!);
+    for (let d = 0; d < actDim; d++) around.push(a0[b * actDim + d]! + noise[(b * 4 + j) * actDim + d]!);
+  }
+  const qAround = await qMin(repObs, around, 20);
+  const got = await adv.read();
+  for (let b = 0; b < 5; b++) {
+    let s = 0;
+    for (let j = 0; j < 4; j++) s += qAround[b * 4 + j]!;
+    const want = qData[b]! - s / 4;
+    assert.ok(Math.abs(got[b]! - want) < 1e-5 + 1e-4 * Math.abs(want), `row ${b}: ${got[b]} vs ${want}`);
+  }
+  adv.dispose();
+  a0Hat.dispose();
+  m.dispose();
+  store.dispose();
+});
+
+t('a resumed TD3 run takes exactly the steps of an uninterrupted one (target copy and EMA variants, gradient clip)', async () => {
+  const obsDim = 3;
+  const actDim = 2;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(1024, obsDim, actDim, 8));
+  const cfg = tinyConfig('td3', { trainSteps: 7, logEvery: 2, checkpointEvery: 2, seed: 3, emaEvery: 2, emaStart: 3, gradClip: 1 });
+  const build = (path: string) => {
+    const m = makeModels(obsDim, actDim, cfg);
+    return { m, run: trainPhase(m, cfg, store, path) };
+  };
+  const whole = build(join(scratch, 'whole.safetensors'));
+  await runPhase(whole.run, quietContext(cfg));
+  const path = join(scratch, 'part.safetensors');
+  const first = build(path);
+  await runPhase({ ...first.run, steps: 4 }, quietContext(cfg));
+  assert.is(readCheckpointInfo(path).step, 4);
+  const second = build(path);
+  await runPhase(second.run, quietContext(cfg), loadCheckpoint(path, second.run.parts).step);
+  const modules = (m: EdpModels) => [netOf(m.actor.model), netOf(m.actor.target!), (m.critic as TwinQCritic).q, (m.critic as TwinQCritic).qTarget];
+  for (let k = 0; k < 4; k++) {
+    const a = await parameterValues(modules(whole.m)[k]!);
+    assert.equal(a, await parameterValues(modules(second.m)[k]!), `module ${k}: resumed equals uninterrupted bitwise`);
+    assert.not.equal(a, await parameterValues(modules(first.m)[k]!), `steps 5-7 changed module ${k}`);
+  }
+  for (const b of [whole, first, second]) b.m.dispose();
+  store.dispose();
+});
+
+t('runPhase with step variants: recorded and replayed per variant, bit-identical to eager steps', async () => {
+  const obsDim = 3;
+  const actDim = 1;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(1024, obsDim, actDim, 9));
+  const cfg = tinyConfig('td3', { trainSteps: 12, logEvery: 3, emaEvery: 3, emaStart: 5 });
+  const result: number[][][] = [];
+  for (const eager of [false, true]) {
+    const m = makeModels(obsDim, actDim, cfg);
+    const run = trainPhase(m, cfg, store, join(scratch, `variants-${eager}.safetensors`));
+    const seen: number[] = [];
+    const variant = run.variant!;
+    await runPhase({ ...run, variant: (i) => (seen.push(variant(i)), variant(i)) }, { ...quietContext(cfg), eager });
+    assert.equal(seen, [1, 0, 0, 1, 0, 0, 2, 0, 0, 2, 0, 0], 'variants by step');
+    result.push([await parameterValues(netOf(m.actor.model)), await parameterValues(netOf(m.actor.target!)), await parameterValues((m.critic as TwinQCritic).q)]);
+    m.dispose();
+  }
+  for (let k = 0; k < 3; k++) assert.equal(result[0]![k], result[1]![k], `module ${k}: replayed equals eager`);
+  store.dispose();
+});
+
+t.run();
