@@ -59,6 +59,7 @@ export interface ShapeResult {
   shapeClass: string;
   /** Fastest first. */
   candidates: CandidateTiming[];
+  /** What products of this shape now use: the fastest, or a default within 5% of it. */
   chosen: string;
 }
 
@@ -157,8 +158,15 @@ const store = new Map<string, Map<string, ClassTimings>>();
 const FORMAT = 'webdiffuser-matmul-tuning';
 const FORMAT_VERSION = 1;
 
+/** The untuned configurations: one of them keeps first place unless another beats it by more than this. */
+const DEFAULT_NAMES = ['register-shared-r32-c1', 'register-solo-r8-c1', 'tiled-t32-r4'];
+const DEFAULT_MARGIN = 1.05;
+
 function ranked(ms: Record<string, number>): string[] {
-  return Object.keys(ms).sort((a, b) => ms[a]! - ms[b]!);
+  const order = Object.keys(ms).sort((a, b) => ms[a]! - ms[b]!);
+  const best = ms[order[0]!]!;
+  const keep = order.find((k) => DEFAULT_NAMES.includes(k) && ms[k]! <= best * DEFAULT_MARGIN);
+  return keep ? [keep, ...order.filter((k) => k !== keep)] : order;
 }
 
 /**
