@@ -3,6 +3,7 @@
 // would use after tuning. Prints a table and writes the numbers as JSON.
 import { parseArgs } from 'node:util';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { init, dispose } from '../engine/runtime.ts';
 import type { MatmulFamily } from '../engine/ops/matmul.ts';
 import { describeShape, matmulCandidates, RL_TUNING_SHAPES, tuneMatmul, type TuneShape } from '../engine/tune.ts';
@@ -58,7 +59,9 @@ const shapes: readonly TuneShape[] = args.rl
       { M: 1024, K: 1024, N: 1024, transA: false, transB: false },
     ];
 const candidates = matmulCandidates(families);
-console.log(`adapter: ${rt.info.description || rt.info.vendor} (${rt.info.adapterClass})`);
+const load = loadavg()[0]!;
+// Other work on the machine slows every candidate; the load average says how much to trust the numbers.
+console.log(`adapter: ${rt.info.description || rt.info.vendor} (${rt.info.adapterClass}); load average ${load.toFixed(1)}`);
 console.log(`candidates: ${candidates.length}; timing ${shapes.length} shapes (first use of a kernel builds it: slow on software adapters)`);
 
 const report = await tuneMatmul({
@@ -91,7 +94,7 @@ mkdirSync(args.out, { recursive: true });
 const file = `${args.out}/tune-${tag}.json`;
 writeFileSync(
   file,
-  JSON.stringify({ adapter: info.description, adapterClass: info.adapterClass, key: report.adapter, date: new Date().toISOString(), measured: report.measured }, null, 2),
+  JSON.stringify({ adapter: info.description, adapterClass: info.adapterClass, key: report.adapter, loadAverage: load, date: new Date().toISOString(), measured: report.measured }, null, 2),
 );
 console.log(`wrote ${file}`);
 dispose();
