@@ -1,0 +1,128 @@
+// Diffusion-QL and EDP (TD3, CRR, IQL) on Diffusion-QL's four-cluster bandit (rewards 3 / 0 / 1.5 / 5 at
+// (-0.8, 0.8), (-0.8, -0.8), (0.8, 0.8), (0.8, -0.8); one step, notDone 0). For each method it reports the
+// share of the actions selected at evaluation (50 policy samples per state, one drawn from softmax(min Q'))
+// and of the raw policy samples within 0.2 of the best cluster; for behaviour cloning (the Diffusion-QL policy
+// with the guide term off) the share of samples on each of the four clusters.
+//
+//   node scripts/diffusion-policy-toy.ts [--methods bc,dql,edp-td3,edp-crr,edp-iql] [--steps 1500] [--seed 0]
+import { parseArgs } from 'node:util';
+import { noGrad } from '../engine/autograd.ts';
+import { init, dispose } from '../engine/runtime.ts';
+import { Generator } from '../engine/random.ts';
+import { tensor, tidy } from '../engine/tensor.ts';
+import { ReplayStore } from '../datasets/replay.ts';
+import { toyDataset } from '../datasets/toy.ts';
+import { runPhase } from '../algorithms/common/offline.ts';
+import { selectAction, trainPhase, type MethodModels } from '../algorithms/common/diffusion-policy.ts';
+import { makeModels as makeDql, taskConfig as dqlTask, type DqlConfig } from '../algorithms/dql.ts';
+import { makeModels as makeEdp, taskConfig as edpTask, type EdpConfig } from '../algorithms/edp.ts';
+
+export const TOY_METHODS = ['bc', 'dql', 'edp-td3', 'edp-crr', 'edp-iql'] as const;
+export type ToyMethod = (typeof TOY_METHODS)[number];
+
+/**
+ * Settings shared by every method: small networks, policy lr 1e-2 (the behaviour tests' rate for this
+ * bandit), one-step critic whose target follows at once, target policy = the policy.
+ */
+const COMMON = {
+  actorHidden: 64,
+  criticHidden: [64, 64],
+  batch: 256,
+  lr: 1e-2,
+  criticLr: 3e-3,
+  targetTau: 1,
+  emaStart: 0,
+  emaEvery: 1,
+  emaDecay: 0,
+  logEvery: 100,
+  checkpointEvery: 1_000_000,
+  candidates: 50,
+} as const;
+
+/**
+ * Per method: Diffusion-QL with T = 10 (its chain is backpropagated; T = 5 leaves ancestral samples blurred
+ * towards the mean of the clusters) and eta 2.5 (the paper's toy); EDP with T = 50 (the paper's toy T) and
+ * 5-step DPM-Solver next actions; behaviour cloning is EDP's policy with the guide term off (guideCoef 0).
+ */
+export function toyConfig(method: ToyMethod, steps: number, seed: number): DqlConfig | EdpConfig {
+  const base = { ...COMMON, criticHidden: [...COMMON.criticHidden], trainSteps: steps, seed };
+  if (method === 'dql') return { ...dqlTask('pendulum-quick'), ...base, T: 10, eta: 2.5 };
+  const backbone = method === 'edp-crr' ? 'crr' : method === 'edp-iql' ? 'iql' : 'td3';
+  return { ...edpTask('pendulum-quick', backbone), ...base, T: 50, targetSamplerSteps: 5, evalSamplerSteps: 15, guideCoef: method === 'bc' ? 0 : 1 };
+}
+
+export interface ToyResult {
+  method: ToyMethod;
+  /** Share of the selected actions (softmax over min Q' among 50 candidates) within 0.2 of (0.8, -0.8). */
+  selectedBest: number;
+  /** Share of the raw policy samples within 0.2 of (0.8, -0.8). */
+  sampledBest: number;
+  /** Share of the raw policy samples within 0.2 of each centre, in the dataset's order. */
+  clusters: number[];
+  seconds: number;
+}
+
+/** Trains `method` on the bandit and measures `samples` actions at the state 0. */
+export async function runToy(method: ToyMethod, steps: number, seed: number, samples = 1000): Promise<ToyResult> {
+  const t0 = performance.now();
+  const toy = toyDataset('dql-bandit', 10_000, 2022);
+  const n = toy.rewards.length;
+  const obsDim = toy.stateDim;
+  const store = ReplayStore.fromTransitions({
+    size: n, obsDim, actDim: 2, observations: toy.states, actions: toy.actions, rewards: toy.rewards, nextObservations: toy.states, dones: new Float32Array(n).fill(1),
+  });
+  const cfg = toyConfig(method, steps, seed);
+  const m: MethodModels = method === 'dql' ? makeDql(obsDim, 2, cfg as DqlConfig) : makeEdp(obsDim, 2, cfg as EdpConfig);
+  try {
+    await runPhase(trainPhase(m, cfg, store, '/dev/null'), { cfg, log: null, quiet: true, stream: { write: () => true } });
+    const gen = new Generator(seed * 16 + 13);
+    const states = tensor(new Float32Array(samples * obsDim), [samples, obsDim]);
+    const sampler = cfg.evalSampler === 'dpm' ? { sampler: 'dpm' as const, steps: cfg.evalSamplerSteps } : { sampler: 'ddpm' as const };
+    const raw = tidy(() => noGrad(() => m.actor.model.sample(states, 1, gen, sampler)));
+    const chosen = tidy(() => selectAction(m.actor.model, m.critic, states, gen, { candidates: cfg.candidates, sampler: cfg.evalSampler, steps: cfg.evalSamplerSteps }));
+    const [a, s] = [await raw.read(), await chosen.read()];
+    for (const x of [raw, chosen, states]) x.dispose();
+    const centers = toy.modes!.centers;
+    const near = (v: ArrayLike<number>, k: number, c: number[]) => Math.hypot(v[2 * k]! - c[0]!, v[2 * k + 1]! - c[1]!) < 0.2;
+    const share = (v: ArrayLike<number>, c: number[]) => {
+      let hits = 0;
+      for (let k = 0; k < samples; k++) if (near(v, k, c)) hits++;
+      return hits / samples;
+    };
+    return { method, selectedBest: share(s, [0.8, -0.8]), sampledBest: share(a, [0.8, -0.8]), clusters: centers.map((c) => share(a, c)), seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    m.dispose();
+    store.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      methods: { type: 'string', default: TOY_METHODS.join(',') },
+      steps: { type: 'string', default: '1500' },
+      seed: { type: 'string', default: '0' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(`usage: node scripts/diffusion-policy-toy.ts [--methods ${TOY_METHODS.join(',')}] [--steps n] [--seed s]`);
+    return;
+  }
+  const methods = values.methods.split(',');
+  for (const name of methods) if (!(TOY_METHODS as readonly string[]).includes(name)) throw new Error(`unknown method '${name}' (${TOY_METHODS.join(', ')})`);
+  await init();
+  try {
+    for (const method of methods as ToyMethod[]) {
+      const r = await runToy(method, Number(values.steps), Number(values.seed));
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      console.log(
+        `${method}: selected on best ${pct(r.selectedBest)}, samples on best ${pct(r.sampledBest)}, samples per cluster [${r.clusters.map(pct).join(', ')}]; ${r.seconds.toFixed(1)}s`,
+      );
+    }
+  } finally {
+    dispose();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
