@@ -450,6 +450,7 @@ const CLI_OPTIONS = {
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
   quiet: { type: 'boolean', description: 'print only the summary' },
   eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
+  tune: { type: 'boolean', description: 'time matrix-product kernels for shapes not yet in the tuning cache (about 2 s) before training; cached results are always used' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const CLI: CliSpec<typeof CLI_OPTIONS> = {
@@ -505,7 +506,7 @@ export function configFromArgs(args: CliArgs): SrpoConfig {
 }
 
 /** Options that change training and therefore cannot be combined with --resume. */
-const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out', 'eager'].includes(k));
+const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out', 'eager', 'tune'].includes(k));
 
 function printSummary(s: SrpoSummary): void {
   const line = (label: string, v: string) => console.log(`  ${label.padEnd(30)}${v}`);
@@ -526,7 +527,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Srpo
     const fresh = configFromArgs(args);
     return { cfg: fresh, name: `srpo-${fresh.task}` };
   });
-  const rt = await openDevice(args.device);
+  const rt = await openDevice(args.device, { tune: args.tune, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
   if (!args.quiet) {
     process.stderr.write(`SRPO ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   }

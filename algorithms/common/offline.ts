@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { init, type Runtime, runtime } from '../../engine/runtime.ts';
 import { tidy, type Tensor } from '../../engine/tensor.ts';
 import { recordStep, type RecordedStep } from '../../engine/record.ts';
+import { prepareMatmulTuning } from './tuning-cache.ts';
 import { readD4RL, qlearningDataset, episodeRanges, type D4RLData, type Transitions } from '../../datasets/d4rl.ts';
 import {
   normalizeObservations, normalizedScore, observationStats, rewardPreset, transformRewards,
@@ -410,12 +411,20 @@ export function openRun<C>(
 }
 
 /** The WebGPU runtime on the adapter asked for ('auto', or part of an adapter name). */
-export async function openDevice(device: string): Promise<Runtime> {
+/**
+ * Starts the engine on the named adapter ('auto': the default one) and installs the matrix-product tuning
+ * cached for it by earlier runs (bench/tune.ts --rl --save, or --tune). With `tune`, shape classes still
+ * missing are timed within a small budget first and the cache file is updated.
+ */
+export async function openDevice(device: string, opts: { tune?: boolean; log?: (line: string) => void } = {}): Promise<Runtime> {
+  let rt: Runtime;
   try {
-    return await init(device === 'auto' ? {} : { dawnFlags: [`adapter=${device}`] });
+    rt = await init(device === 'auto' ? {} : { dawnFlags: [`adapter=${device}`] });
   } catch (err) {
     throw userError(`no WebGPU device: ${err instanceof Error ? err.message : String(err)}`);
   }
+  await prepareMatmulTuning({ budgetMs: opts.tune ? 2000 : 0, log: opts.log });
+  return rt;
 }
 
 /**
