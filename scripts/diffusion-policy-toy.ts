@@ -59,6 +59,8 @@ export interface ToyResult {
   sampledBest: number;
   /** Share of the raw policy samples within 0.2 of each centre, in the dataset's order. */
   clusters: number[];
+  /** Mean of the selected actions. */
+  selectedMean: [number, number];
   seconds: number;
 }
 
@@ -89,7 +91,13 @@ export async function runToy(method: ToyMethod, steps: number, seed: number, sam
       for (let k = 0; k < samples; k++) if (near(v, k, c)) hits++;
       return hits / samples;
     };
-    return { method, selectedBest: share(s, [0.8, -0.8]), sampledBest: share(a, [0.8, -0.8]), clusters: centers.map((c) => share(a, c)), seconds: (performance.now() - t0) / 1000 };
+    let mx = 0;
+    let my = 0;
+    for (let k = 0; k < samples; k++) {
+      mx += s[2 * k]! / samples;
+      my += s[2 * k + 1]! / samples;
+    }
+    return { method, selectedMean: [mx, my], selectedBest: share(s, [0.8, -0.8]), sampledBest: share(a, [0.8, -0.8]), clusters: centers.map((c) => share(a, c)), seconds: (performance.now() - t0) / 1000 };
   } finally {
     m.dispose();
     store.dispose();
@@ -117,7 +125,7 @@ async function main(): Promise<void> {
       const r = await runToy(method, Number(values.steps), Number(values.seed));
       const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
       console.log(
-        `${method}: selected on best ${pct(r.selectedBest)}, samples on best ${pct(r.sampledBest)}, samples per cluster [${r.clusters.map(pct).join(', ')}]; ${r.seconds.toFixed(1)}s`,
+        `${method}: selected on best ${pct(r.selectedBest)}, samples on best ${pct(r.sampledBest)}, samples per cluster [${r.clusters.map(pct).join(', ')}], mean selected (${r.selectedMean.map((v) => v.toFixed(2)).join(', ')}); ${r.seconds.toFixed(1)}s`,
       );
     }
   } finally {
