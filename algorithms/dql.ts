@@ -20,9 +20,10 @@ import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpe
 import { interruptible, openDevice, openRun } from './common/offline.ts';
 import {
   COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
-  randomHeadQLoss, repeatRowsCached, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
+  randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
   type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
 } from './common/diffusion-policy.ts';
+import { repeatRows } from './diffusion/select.ts';
 import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, taskConfig, type DqlConfig } from './dql/presets.ts';
 
 export { taskConfig, QUICK_PENDULUM, type DqlConfig };
@@ -51,7 +52,7 @@ export function actorLoss(actor: DiffusionActor, critic: TwinQCritic, cfg: DqlCo
 /** One training step: critic (targets from the EMA policy's chain), policy, then the variant's EMA update. */
 export function trainStep(actor: DiffusionActor, critic: TwinQCritic, cfg: DqlConfig, batch: ReplayBatch, gen: Generator, variant: number) {
   const n = cfg.maxQBackup ? cfg.maxQSamples : 1;
-  const nextActions = samplePolicy(actor.target!, repeatRowsCached(batch.nextObs, n), gen, 'ddpm', cfg.T);
+  const nextActions = samplePolicy(actor.target!, repeatRows(batch.nextObs, n), gen, 'ddpm', cfg.T);
   const qLoss = critic.update(batch, critic.nextValue(batch.nextObs, nextActions, n));
   const { loss, bc, q } = actorLoss(actor, critic, cfg, batch, gen);
   actor.optimizer.group.zeroGrad();

@@ -27,9 +27,10 @@ import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpe
 import { interruptible, openDevice, openRun } from './common/offline.ts';
 import {
   COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
-  randomHeadQLoss, repeatRowsCached, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
+  randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
   type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
 } from './common/diffusion-policy.ts';
+import { repeatRows } from './diffusion/select.ts';
 import { BACKBONES, BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, isBackbone, taskConfig, type Backbone, type EdpConfig } from './edp/presets.ts';
 
 export { taskConfig, QUICK_PENDULUM, BACKBONES, type Backbone, type EdpConfig };
@@ -45,7 +46,7 @@ type Losses = Record<string, Tensor | [Tensor, string[]]>;
 /** TD3 and CRR: the twin Q's step on targets at next actions from the target policy (DPM-Solver by default). */
 function criticStep(actor: DiffusionActor, critic: TwinQCritic, cfg: EdpConfig, batch: ReplayBatch, gen: Generator): Tensor {
   const n = cfg.maxQBackup ? cfg.maxQSamples : 1;
-  const nextActions = samplePolicy(actor.target!, repeatRowsCached(batch.nextObs, n), gen, cfg.targetSampler, cfg.targetSamplerSteps);
+  const nextActions = samplePolicy(actor.target!, repeatRows(batch.nextObs, n), gen, cfg.targetSampler, cfg.targetSamplerSteps);
   return critic.update(batch, critic.nextValue(batch.nextObs, nextActions, n));
 }
 
@@ -62,8 +63,8 @@ export function crrAdvantage(critic: TwinQCritic, cfg: EdpConfig, batch: ReplayB
   return noGrad(() => {
     const n = cfg.crrSamples;
     const [B, D] = a0Hat.shape as [number, number];
-    const around = add(repeatRowsCached(detach(a0Hat), n), gen.normal([B * n, D]));
-    const qPolicy = mean(reshape(critic.q.min(repeatRowsCached(batch.obs, n), around), [B, n]), { axis: -1, keepDim: true });
+    const around = add(repeatRows(detach(a0Hat), n), gen.normal([B * n, D]));
+    const qPolicy = mean(reshape(critic.q.min(repeatRows(batch.obs, n), around), [B, n]), { axis: -1, keepDim: true });
     return sub(critic.q.min(batch.obs, batch.actions), qPolicy);
   });
 }

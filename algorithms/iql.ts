@@ -9,8 +9,7 @@
 //   V  <- Adam step on mean |tau - 1(u < 0)| u^2,  u = q' - V(s)
 //   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2,  y = r + gamma notDone v'
 //   Q' <- (1 - tau) Q' + tau Q    Polyak rate config.tau (the expectile is config.expectile)
-import { backward, detach, grad, isGradEnabled, needsGrad, noGrad, record, tapeLength } from '../engine/autograd.ts';
-import { full } from '../engine/basic.ts';
+import { backward, detach, isGradEnabled, needsGrad, noGrad, record } from '../engine/autograd.ts';
 import { HostRng, globalRng } from '../engine/init.ts';
 import { kernel } from '../engine/kernel.ts';
 import { MLP, Module } from '../engine/nn.ts';
@@ -30,6 +29,7 @@ import {
   type IQLLoss,
 } from '../kernels/iql.ts';
 import { rowGrid } from '../kernels/reduce.ts';
+import { twinQActionGrad } from './common/critic-grad.ts';
 import { TwinQ, ValueNet, type CriticActivation } from './common/critic-nets.ts';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ function stepOptimizer(group: ParamGroup, optimizer: AdamW, gradClip: number | n
     return;
   }
   const { norm, scale } = clipScale(group, gradClip);
-  optimizer.step(optimizer.lr, scale);
+  optimizer.step(undefined, scale);
   norm.dispose();
   scale.dispose();
 }
@@ -387,19 +387,14 @@ export class IQLCritic {
 
   /**
    * d/da of (Q1'(s, a) + Q2'(s, a)) / 2 per row, [B, actDim], detached (SRPO's guidance g). `actions` is
-   * read, never differentiated through. The few tape entries this records are cleared when the tape was
-   * empty; otherwise they stay behind it and cost nothing in the caller's next backward.
+   * read, never differentiated through. One fused dispatch (common/critic-grad.ts) that records nothing on
+   * the tape; LayerNorm heads take the autograd path, whose few tape entries are cleared when the tape was
+   * empty and otherwise stay behind it at no cost to the caller's next backward. Refused inside noGrad, as
+   * the autograd path needs recording.
    */
   targetQGrad(obs: Tensor, actions: Tensor): Tensor {
     if (!isGradEnabled()) throw new Error('IQLCritic.targetQGrad: needs autograd recording; do not call it inside noGrad');
-    const clear = tapeLength() === 0;
-    return tidy(() => {
-      const a = detach(actions);
-      a.requiresGrad = true;
-      const [q1, q2] = this.qTarget.forward(obs, a);
-      const half = full(q1.shape, 0.5);
-      return grad([q1, q2], [a], [half, half], { clear })[0]!;
-    });
+    return twinQActionGrad(this.qTarget, obs, actions);
   }
 
   /** The networks by checkpoint name (engine/safetensors saveModule / loadModule). */

@@ -12,11 +12,11 @@ import { HostRng } from '../../engine/init.ts';
 import type { Module } from '../../engine/nn.ts';
 import { abs, add, div, lt, minimum, mul, neg, sub } from '../../engine/ops/elementwise.ts';
 import { max, mean } from '../../engine/ops/reduce.ts';
-import { gather, reshape } from '../../engine/ops/shape.ts';
+import { reshape } from '../../engine/ops/shape.ts';
 import { AdamW, clipScale, polyakUpdate } from '../../engine/optim.ts';
 import type { ParamGroup } from '../../engine/params.ts';
 import { Generator } from '../../engine/random.ts';
-import { keep, tensor, type Tensor } from '../../engine/tensor.ts';
+import type { Tensor } from '../../engine/tensor.ts';
 import type { ObservationStats, RewardPreset } from '../../datasets/presets.ts';
 import type { ReplayBatch, ReplayStore } from '../../datasets/replay.ts';
 import type { BatchPolicy, EvaluateResult } from '../../envs/evaluate.ts';
@@ -163,29 +163,6 @@ export function withFrozen<T>(modules: Module[], fn: () => T): T {
 }
 
 // =========================================================================================================
-// Row repeats without host writes
-
-const repeatIndices = new Map<string, Tensor>();
-
-/**
- * x [S, ...] -> [S*n, ...] state-major, like repeatRows, but with the index tensor made once per (S, n) and
- * kept, so a recorded step can use it (its first, eager run makes it).
- */
-export function repeatRowsCached(x: Tensor, n: number): Tensor {
-  if (n === 1) return x;
-  const S = x.shape[0]!;
-  const key = `${S}x${n}`;
-  let idx = repeatIndices.get(key);
-  if (!idx || idx.isDisposed) {
-    const index = new Uint32Array(S * n);
-    for (let s = 0; s < S; s++) index.fill(s, s * n, s * n + n);
-    idx = keep(tensor(index, [S * n], 'u32'));
-    repeatIndices.set(key, idx);
-  }
-  return gather(x, idx);
-}
-
-// =========================================================================================================
 // Policy samples inside a training step
 
 /**
@@ -232,7 +209,7 @@ export class TwinQCritic {
   nextValue(nextObs: Tensor, nextActions: Tensor, samples = 1): Tensor {
     return noGrad(() => {
       const B = nextObs.shape[0]!;
-      const [q1, q2] = this.qTarget.forward(repeatRowsCached(nextObs, samples), nextActions);
+      const [q1, q2] = this.qTarget.forward(repeatRows(nextObs, samples), nextActions);
       if (samples === 1) return minimum(q1, q2);
       const best = (q: Tensor) => max(reshape(q, [B, samples]), { axis: -1, keepDim: true });
       return minimum(best(q1), best(q2));

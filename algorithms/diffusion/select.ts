@@ -6,7 +6,7 @@ import { kernel } from '../../engine/kernel.ts';
 import type { Generator } from '../../engine/random.ts';
 import { runtime } from '../../engine/runtime.ts';
 import { gather } from '../../engine/ops/shape.ts';
-import { empty, tensor, type Tensor } from '../../engine/tensor.ts';
+import { empty, keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
 import { SELECT_WG, selectByCriticSource, type SelectMode } from '../../kernels/samplers.ts';
 
@@ -17,14 +17,25 @@ import { SELECT_WG, selectByCriticSource, type SelectMode } from '../../kernels/
 export function repeatRows(x: Tensor, n: number): Tensor {
   if (x.rank < 1) throw new Error(`repeatRows: x must have at least one axis, got [${x.shape}]`);
   if (!Number.isInteger(n) || n < 1) throw new Error(`repeatRows: n must be a positive integer, got ${n}`);
-  const S = x.shape[0]!;
-  const index = new Uint32Array(S * n);
-  for (let s = 0; s < S; s++) index.fill(s, s * n, s * n + n);
-  const indices = tensor(index, [S * n], 'u32');
-  const out = gather(x, indices);
-  // gather's backward reads the indices; otherwise they are done with
-  if (!needsGrad(x)) indices.dispose();
-  return out;
+  return gather(x, repeatIndices(x.shape[0]!, n));
+}
+
+const repeatIndexCache = new Map<string, Tensor>();
+
+/**
+ * The gather indices of repeatRows, uploaded once per (S, n) and kept: a training step that repeats rows then
+ * makes no host write, so it can be recorded (engine/record.ts) once an eager step has made them.
+ */
+function repeatIndices(S: number, n: number): Tensor {
+  const key = `${S}x${n}`;
+  let indices = repeatIndexCache.get(key);
+  if (!indices || indices.isDisposed) {
+    const index = new Uint32Array(S * n);
+    for (let s = 0; s < S; s++) index.fill(s, s * n, s * n + n);
+    indices = keep(tensor(index, [S * n], 'u32'));
+    repeatIndexCache.set(key, indices);
+  }
+  return indices;
 }
 
 export interface SelectOptions {
