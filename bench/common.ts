@@ -33,6 +33,11 @@ export function randomTransitions(n: number, obsDim: number, actDim: number, see
   return { size: n, obsDim, actDim, observations: f(n * obsDim), actions: f(n * actDim), rewards: f(n), nextObservations: f(n * obsDim), dones: new Float32Array(n) };
 }
 
+/** A GPU replay store of n random transitions (randomTransitions) for the training-step benchmarks. */
+export function randomStore(obsDim: number, actDim: number, n = 100_000, seed = 1): ReplayStore {
+  return ReplayStore.fromTransitions(randomTransitions(n, obsDim, actDim, seed));
+}
+
 /** The SRPO models with the hopper-medium-v2 paper settings, on a store of random transitions. */
 export interface SrpoBench {
   cfg: SrpoConfig;
@@ -50,7 +55,7 @@ export interface SrpoBench {
 export function srpoBench(obsDim: number, actDim: number, opts: { transitions?: number } = {}): SrpoBench {
   const cfg = taskConfig('hopper-medium-v2');
   cfg.dataset = 'random';
-  const store = ReplayStore.fromTransitions(randomTransitions(opts.transitions ?? 100_000, obsDim, actDim, 1));
+  const store = randomStore(obsDim, actDim, opts.transitions ?? 100_000);
   const behavior = makeBehavior(obsDim, actDim, cfg);
   const behaviorOpt = behaviorOptimizer(behavior, cfg);
   const critic = makeCritic(obsDim, actDim, cfg);

@@ -1,0 +1,398 @@
+// Does a diffusion policy have to pay for its reverse chain? One run, one engine, the papers' networks at Hopper
+// sizes (obs 11, act 3; noise net concat(s, a_k, t_emb) -> 3 x (256, Mish) -> act; twin Q 3 x 256 Mish):
+//   1. the policy update at batch 256: Diffusion-QL's Q term backpropagated through the whole T-step reverse
+//      chain (algorithms/dql.ts actorLoss) against EDP's action approximation (one noised action, one network
+//      call, a0Hat to the critic: the TD3 backbone's policy term), on the same actor at each T;
+//   2. a full training iteration (critic, policy, targets) of Diffusion-QL, EDP (TD3), DTQL and SRPO's actor
+//      phase at their hopper-medium-v2 settings, through each module's own step function;
+//   3. action selection at evaluation settings (candidates scored by the target critic, or SRPO's one actor
+//      call) for 1 and 256 states, including the read-back of the actions.
+// Training steps are timed eagerly and as recorded steps replayed (engine/record.ts). Prints tables and writes
+// the numbers as JSON.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { freemem, hostname, loadavg } from 'node:os';
+import { backward, detach } from '../engine/autograd.ts';
+import { add, scale } from '../engine/ops/elementwise.ts';
+import { Generator } from '../engine/random.ts';
+import { recordStep } from '../engine/record.ts';
+import type { Runtime } from '../engine/runtime.ts';
+import { keep, tensor, tidy, type Tensor } from '../engine/tensor.ts';
+import type { ReplayBatch } from '../datasets/replay.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
+import { openDevice } from '../algorithms/common/offline.ts';
+import { clippedStep, randomHeadQLoss, selectAction, withFrozen, type TwinQCritic } from '../algorithms/common/diffusion-policy.ts';
+import * as dql from '../algorithms/dql.ts';
+import * as edp from '../algorithms/edp.ts';
+import * as dtql from '../algorithms/dtql.ts';
+import { randomStore, srpoBench, srpoSteps, timeIt } from './common.ts';
+
+const OPTIONS = {
+  quick: { type: 'boolean', description: 'T in {5, 20, 100} and fewer repetitions (about 5 minutes on a software adapter)' },
+  T: { type: 'string', placeholder: 'list', description: 'chain lengths of part 1, comma-separated (default 5,20,100,1000; --quick 5,20,100)' },
+  parts: { type: 'string', default: '1,2,3', placeholder: 'list', description: 'which parts to run: 1 policy update, 2 training iteration, 3 action selection' },
+  'no-replay': { type: 'boolean', description: 'time eager steps only (no recorded steps)' },
+  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
+  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
+  device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name' },
+  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+} as const;
+
+const CLI: CliSpec<typeof OPTIONS> = {
+  usage: 'node bench/edp-vs-chain.ts [--quick] [--T 5,20,100,1000] [--parts 1,2,3] [--no-replay] [--out DIR]',
+  description:
+    "Measures whether diffusion policies must pay for the reverse chain. Part 1 times one policy update at batch 256 " +
+    "with the Diffusion-QL / EDP noise network (3 x 256 Mish) and twin Q (3 x 256 Mish): Diffusion-QL's Q loss " +
+    'backpropagated through the whole T-step chain against EDP\'s action approximation (one network call), on the ' +
+    'same actor, for each T; the ratio chain / EDP stands next to the network evaluations saved. Part 2 times one ' +
+    'full training iteration of Diffusion-QL (T = 5), EDP with the TD3 backbone (T = 100, DPM-Solver targets), ' +
+    "DTQL and SRPO's actor phase at their hopper-medium-v2 settings. Part 3 times action selection at evaluation " +
+    'settings (Diffusion-QL and EDP: 50 candidates; DTQL: its candidates; SRPO: the deterministic actor) for 1 and ' +
+    '256 states, including the read-back. Training steps run eagerly and as recorded steps replayed. Random data; ' +
+    'each case runs untimed warm-ups first. Writes <out>/edp-vs-chain-<adapter>.json.',
+  options: OPTIONS,
+};
+
+interface Timing {
+  ms: number | null;
+  reps: number;
+  note?: string;
+}
+
+interface StepTiming {
+  eager: Timing;
+  replay: Timing;
+  dispatches: number | null;
+}
+
+interface PolicyRow {
+  T: number;
+  chain: StepTiming;
+  edp: StepTiming;
+  /** Network calls per update: the chain's T (with gradient) plus Diffusion-QL's behaviour-cloning call; EDP's one. */
+  chainNetworkEvals: number;
+  edpNetworkEvals: number;
+  ratioEager: number | null;
+  ratioReplay: number | null;
+  /** Resident memory after the case (lavapipe's buffers live in the process). */
+  rssMB: number;
+}
+
+interface IterationRow {
+  method: string;
+  settings: string;
+  batch: number;
+  timing: StepTiming;
+}
+
+interface SampleRow {
+  method: string;
+  settings: string;
+  states: number;
+  candidates: number;
+  networkEvals: number;
+  eager: Timing;
+  replay: Timing;
+  actionsPerSecond: number | null;
+}
+
+const mb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
+const fmt = (v: number | null, digits = 1) => (v === null ? '-' : v.toFixed(digits));
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/**
+ * Times a training step eagerly, then records it and times its replays. `check` reads the recorded loss after
+ * the timed replays (no extra step) so a broken step shows up as a non-finite value.
+ */
+async function timeStep(step: () => { loss: Tensor }, reps: { eager: number; replay: number; warmup: number }, replay: boolean): Promise<StepTiming> {
+  const eagerMs = await timeIt(reps.eager, reps.warmup, () => tidy(() => void step()));
+  const out: StepTiming = { eager: { ms: eagerMs, reps: reps.eager }, replay: { ms: null, reps: 0, note: 'not run (--no-replay)' }, dispatches: null };
+  if (!replay) return out;
+  let rec;
+  try {
+    rec = recordStep(() => ({ loss: step().loss }));
+  } catch (e) {
+    out.replay = { ms: null, reps: 0, note: `not recordable: ${message(e)}` };
+    return out;
+  }
+  try {
+    out.dispatches = rec.dispatchCount;
+    const ms = await timeIt(reps.replay, Math.min(1, reps.warmup), () => rec.replay());
+    const loss = (await rec.outputs.loss.read())[0]!;
+    out.replay = { ms, reps: reps.replay, ...(Number.isFinite(loss) ? {} : { note: `loss ${loss} after replays` }) };
+  } finally {
+    rec.dispose();
+  }
+  return out;
+}
+
+/** Diffusion-QL's policy update: L_bc + eta q_loss with the Q term through the whole reverse chain, Adam. */
+function chainUpdate(m: dql.DqlModels, batch: ReplayBatch, gen: Generator): { loss: Tensor } {
+  const { loss } = dql.actorLoss(m.actor, m.critic, m.cfg, batch, gen);
+  m.actor.optimizer.group.zeroGrad();
+  backward(loss);
+  clippedStep(m.actor.optimizer, m.cfg.gradClip);
+  return { loss: detach(loss) };
+}
+
+/**
+ * EDP's policy update with the TD3 backbone on the same actor: one noised action and one network call give the
+ * diffusion loss and a0Hat; alpha times the random head's normalised -Q at a0Hat (critic frozen); Adam. The
+ * same composition as algorithms/edp.ts's td3Guide and policyStep, which that module does not export.
+ */
+function edpUpdate(m: dql.DqlModels, cfg: edp.EdpConfig, batch: ReplayBatch, gen: Generator): { loss: Tensor } {
+  const { actor, critic } = m;
+  const { loss: diff, a0Hat } = actor.diffusion.actionApproximation(batch.actions, batch.obs, gen);
+  const guide = withFrozen([critic.q], () => {
+    const [q1, q2] = critic.q.forward(batch.obs, a0Hat);
+    return scale(randomHeadQLoss(q1, q2, gen, 'same'), cfg.alpha);
+  });
+  const loss = add(scale(diff, cfg.diffCoef), scale(guide, cfg.guideCoef));
+  actor.optimizer.group.zeroGrad();
+  backward(loss);
+  clippedStep(actor.optimizer, cfg.gradClip);
+  return { loss: detach(loss) };
+}
+
+function parseList(name: string, text: string, allowed?: readonly number[]): number[] {
+  const list = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  if (list.length === 0 || list.some((v) => !Number.isInteger(v) || v < 1 || (allowed && !allowed.includes(v)))) {
+    throw new CliError(`--${name} must be a comma-separated list of ${allowed ? allowed.join(', ') : 'positive integers'}, got '${text}'`);
+  }
+  return list;
+}
+
+async function main(): Promise<void> {
+  const args = parseCli(CLI);
+  if (!args) return;
+  const quick = args.quick === true;
+  const Ts = parseList('T', args.T ?? (quick ? '5,20,100' : '5,20,100,1000'));
+  const parts = new Set(parseList('parts', args.parts, [1, 2, 3]));
+  const replay = args['no-replay'] !== true;
+  const { obs: obsDim, act: actDim } = args;
+  const rt: Runtime = await openDevice(args.device);
+  const tStart = performance.now();
+  const load = loadavg()[0]!;
+  console.log(
+    `host ${hostname()}, node ${process.version}, adapter ${rt.info.description || rt.info.vendor} (${rt.info.adapterClass}); ` +
+      `load average ${load.toFixed(1)}; obs ${obsDim}, act ${actDim}${quick ? ', quick' : ''}`,
+  );
+  const gen = new Generator(7);
+  const store = randomStore(obsDim, actDim);
+  const task = 'hopper-medium-v2';
+  const edpCfg = edp.taskConfig(task, 'td3');
+
+  // ---- 1. the policy update: the chain against the action approximation
+  const policyRows: PolicyRow[] = [];
+  if (parts.has(1)) {
+    console.log(`\n1. policy update, batch ${edpCfg.batch}: Diffusion-QL chain backprop vs EDP action approximation (ms/step; same actor per T)`);
+    console.log(
+      `${'T'.padStart(5)} ${'chain NFE'.padStart(9)} ${'EDP NFE'.padStart(7)} ${'chain eager'.padStart(11)} ${'EDP eager'.padStart(9)} ${'ratio'.padStart(7)} ` +
+        `${'chain replay'.padStart(12)} ${'EDP replay'.padStart(10)} ${'ratio'.padStart(7)} ${'dispatches'.padStart(11)} ${'RSS MB'.padStart(7)}`,
+    );
+    // a fixed minibatch: the update alone is timed, not the sampling of the batch
+    const batch = tidy(() => {
+      const b = store.sample(edpCfg.batch, gen);
+      return { obs: keep(b.obs), actions: keep(b.actions), rewards: keep(b.rewards), nextObs: keep(b.nextObs), notDone: keep(b.notDone) } as ReplayBatch;
+    });
+    let rssPerChainStep = 0;
+    for (const T of Ts) {
+      const cfg = dql.taskConfig(task);
+      cfg.T = T;
+      const m = dql.makeModels(obsDim, actDim, cfg);
+      const rssBefore = mb();
+      const heavy = T >= 1000;
+      const reps = (full: number, q: number) => (quick ? q : full);
+      const chainReps = T <= 5 ? { eager: reps(10, 3), replay: reps(20, 5), warmup: 1 } : T <= 20 ? { eager: reps(5, 2), replay: reps(10, 3), warmup: 1 } : T <= 100 ? { eager: reps(2, 1), replay: reps(3, 1), warmup: 1 } : { eager: 1, replay: 1, warmup: 0 };
+      let chain: StepTiming;
+      // memory for the chain's tape grows with T; skip when the estimate from a shorter chain does not fit
+      const need = rssPerChainStep * T * (replay ? 2 : 1);
+      if (heavy && need > freemem() * 0.8) {
+        const note = `skipped: the chain's tape needs about ${Math.round(need / 2 ** 20)} MB (from the shorter chains), ${Math.round(freemem() / 2 ** 20)} MB free`;
+        chain = { eager: { ms: null, reps: 0, note }, replay: { ms: null, reps: 0, note }, dispatches: null };
+      } else {
+        if (heavy) process.stderr.write(`T = ${T}: one eager chain step${replay ? ', one recorded, one replayed' : ''} (slow on a software adapter)...\n`);
+        chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, replay && (!heavy || !quick));
+      }
+      const rssAfterChain = mb();
+      if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((rssAfterChain - rssBefore) * 2 ** 20) / T);
+      const edpTiming = await timeStep(() => edpUpdate(m, edpCfg, batch, gen), { eager: reps(20, 5), replay: reps(50, 10), warmup: 2 }, replay);
+      const ratio = (a: number | null, b: number | null) => (a !== null && b !== null ? a / b : null);
+      const row: PolicyRow = {
+        T,
+        chain,
+        edp: edpTiming,
+        chainNetworkEvals: T + 1,
+        edpNetworkEvals: 1,
+        ratioEager: ratio(chain.eager.ms, edpTiming.eager.ms),
+        ratioReplay: ratio(chain.replay.ms, edpTiming.replay.ms),
+        rssMB: mb(),
+      };
+      policyRows.push(row);
+      console.log(
+        `${String(T).padStart(5)} ${String(T + 1).padStart(9)} ${'1'.padStart(7)} ${fmt(chain.eager.ms).padStart(11)} ${fmt(edpTiming.eager.ms).padStart(9)} ${(fmt(row.ratioEager) + 'x').padStart(7)} ` +
+          `${fmt(chain.replay.ms).padStart(12)} ${fmt(edpTiming.replay.ms).padStart(10)} ${(fmt(row.ratioReplay) + 'x').padStart(7)} ` +
+          `${`${chain.dispatches ?? '-'}/${edpTiming.dispatches ?? '-'}`.padStart(11)} ${String(row.rssMB).padStart(7)}`,
+      );
+      for (const [what, t] of [['chain eager', chain.eager], ['chain replay', chain.replay], ['EDP eager', edpTiming.eager], ['EDP replay', edpTiming.replay]] as const) {
+        if (t.note && t.note !== 'not run (--no-replay)') console.log(`      ${what}: ${t.note}`);
+      }
+      m.dispose();
+    }
+    for (const t of Object.values(batch)) (t as Tensor).dispose();
+  }
+
+  // ---- 2. full training iterations
+  const iterationRows: IterationRow[] = [];
+  const srpo = parts.has(2) || parts.has(3) ? srpoBench(obsDim, actDim) : null;
+  const dqlCfg = dql.taskConfig(task);
+  const dtqlCfg = dtql.taskConfig(task);
+  const dqlModels = parts.has(2) || parts.has(3) ? dql.makeModels(obsDim, actDim, dqlCfg) : null;
+  const edpModels = parts.has(2) || parts.has(3) ? edp.makeModels(obsDim, actDim, edpCfg) : null;
+  const dtqlModels = parts.has(2) || parts.has(3) ? dtql.makeModels(obsDim, actDim, dtqlCfg) : null;
+  if (parts.has(2) && srpo && dqlModels && edpModels && dtqlModels) {
+    console.log(`\n2. one training iteration (critic + policy + targets), ${task} settings (ms/step)`);
+    console.log(`${'method'.padEnd(16)} ${'settings'.padEnd(54)} ${'batch'.padStart(5)} ${'eager'.padStart(9)} ${'replay'.padStart(9)} ${'dispatches'.padStart(10)}`);
+    const srpoStep = srpoSteps(srpo);
+    const cases: { method: string; settings: string; batch: number; step: () => { loss: Tensor }; reps: { eager: number; replay: number; warmup: number } }[] = [
+      {
+        method: 'Diffusion-QL',
+        settings: `T ${dqlCfg.T}, chain backprop, targets by the EMA chain`,
+        batch: dqlCfg.batch,
+        step: () => ({ loss: dqlModels.step(store.sample(dqlCfg.batch, gen), gen, 0)['actorLoss'] as Tensor }),
+        reps: { eager: quick ? 3 : 10, replay: quick ? 5 : 20, warmup: 1 },
+      },
+      {
+        method: 'EDP (TD3)',
+        settings: `T ${edpCfg.T}, action approx., targets by DPM-Solver ${edpCfg.targetSamplerSteps}`,
+        batch: edpCfg.batch,
+        step: () => ({ loss: edpModels.step(store.sample(edpCfg.batch, gen), gen, 0)['actorLoss'] as Tensor }),
+        reps: { eager: quick ? 3 : 10, replay: quick ? 5 : 20, warmup: 1 },
+      },
+      {
+        method: 'DTQL',
+        settings: 'IQL critic, EDM behaviour step, one-step actor with L_TR',
+        batch: dtqlCfg.batch,
+        step: () => ({ loss: dtql.trainStep(dtqlModels, store.sample(dtqlCfg.batch, gen), gen)['actorLoss'] as Tensor }),
+        reps: { eager: quick ? 3 : 10, replay: quick ? 5 : 20, warmup: 1 },
+      },
+      {
+        method: 'SRPO actor',
+        settings: 'phase 3: behaviour score at a noised action, target-Q grad',
+        batch: srpo.cfg.actorBatch,
+        step: () => ({ loss: srpoStep.actor().loss }),
+        reps: { eager: quick ? 5 : 20, replay: quick ? 10 : 50, warmup: 2 },
+      },
+    ];
+    for (const c of cases) {
+      const timing = await timeStep(c.step, c.reps, replay);
+      iterationRows.push({ method: c.method, settings: c.settings, batch: c.batch, timing });
+      console.log(
+        `${c.method.padEnd(16)} ${c.settings.padEnd(54)} ${String(c.batch).padStart(5)} ${fmt(timing.eager.ms).padStart(9)} ${fmt(timing.replay.ms).padStart(9)} ${String(timing.dispatches ?? '-').padStart(10)}`,
+      );
+      if (timing.replay.note && replay) console.log(`      replay: ${timing.replay.note}`);
+    }
+  }
+
+  // ---- 3. action selection at evaluation settings, read back to the host
+  const sampleRows: SampleRow[] = [];
+  if (parts.has(3) && srpo && dqlModels && edpModels && dtqlModels) {
+    console.log('\n3. action selection at evaluation settings, including read-back (ms/call, actions/s)');
+    console.log(`${'method'.padEnd(16)} ${'settings'.padEnd(40)} ${'states'.padStart(6)} ${'eager ms'.padStart(9)} ${'replay ms'.padStart(9)} ${'actions/s'.padStart(10)}`);
+    srpo.actor.eval();
+    const selectors: { method: string; settings: string; candidates: number; networkEvals: number; act: (obs: Tensor) => Tensor }[] = [
+      {
+        method: 'Diffusion-QL',
+        settings: `${dqlCfg.candidates} candidates, DDPM ${dqlCfg.T} steps, softmax(Q')`,
+        candidates: dqlCfg.candidates,
+        networkEvals: dqlCfg.T,
+        act: (obs) => selectAction(dqlModels.actor.model, dqlModels.critic, obs, gen, { candidates: dqlCfg.candidates, sampler: dqlCfg.evalSampler, steps: dqlCfg.evalSamplerSteps }),
+      },
+      {
+        method: 'EDP (TD3)',
+        settings: `${edpCfg.candidates} candidates, DPM-Solver ${edpCfg.evalSamplerSteps}+1, softmax(Q')`,
+        candidates: edpCfg.candidates,
+        networkEvals: edpCfg.evalSamplerSteps + 1,
+        act: (obs) =>
+          selectAction(edpModels.actor.model, edpModels.critic as TwinQCritic, obs, gen, { candidates: edpCfg.candidates, sampler: edpCfg.evalSampler, steps: edpCfg.evalSamplerSteps }),
+      },
+      {
+        method: 'DTQL',
+        settings: `${dtqlCfg.candidates} candidates, one-step actor, softmax(Q')`,
+        candidates: dtqlCfg.candidates,
+        networkEvals: 1,
+        act: (obs) => dtql.selectAction(dtqlModels, obs, gen),
+      },
+      { method: 'SRPO actor', settings: 'deterministic actor, one call', candidates: 1, networkEvals: 1, act: (obs) => srpo.actor.forward(obs) },
+    ];
+    for (const states of [1, 256]) {
+      const obs = tensor(Float32Array.from({ length: states * obsDim }, (_, k) => Math.sin(k)), [states, obsDim]);
+      for (const s of selectors) {
+        const rows = states * s.candidates;
+        // large candidate sets at 256 states are seconds per call on a software adapter
+        const reps = rows >= 100_000 ? 1 : rows >= 10_000 ? (quick ? 1 : 3) : quick ? 5 : 20;
+        const warmup = rows >= 100_000 ? 0 : 1;
+        const eagerMs = await timeIt(reps, warmup === 0 ? 1 : warmup, async () => {
+          const a = tidy(() => s.act(obs));
+          await a.read();
+          a.dispose();
+        });
+        let replayT: Timing = { ms: null, reps: 0, note: 'not run (--no-replay)' };
+        if (replay) {
+          try {
+            const rec = recordStep(() => ({ a: s.act(obs) }));
+            try {
+              replayT = { ms: await timeIt(reps, 0, async () => void (await rec.replayAndRead())), reps };
+            } finally {
+              rec.dispose();
+            }
+          } catch (e) {
+            replayT = { ms: null, reps: 0, note: `not recordable: ${message(e)}` };
+          }
+        }
+        const best = replayT.ms !== null ? Math.min(replayT.ms, eagerMs) : eagerMs;
+        const row: SampleRow = {
+          method: s.method,
+          settings: s.settings,
+          states,
+          candidates: s.candidates,
+          networkEvals: s.networkEvals,
+          eager: { ms: eagerMs, reps },
+          replay: replayT,
+          actionsPerSecond: (1000 * states) / best,
+        };
+        sampleRows.push(row);
+        console.log(
+          `${s.method.padEnd(16)} ${s.settings.padEnd(40)} ${String(states).padStart(6)} ${fmt(eagerMs, 2).padStart(9)} ${fmt(replayT.ms, 2).padStart(9)} ${fmt(row.actionsPerSecond).padStart(10)}`,
+        );
+        if (replayT.note && replay) console.log(`      replay: ${replayT.note}`);
+      }
+      obs.dispose();
+    }
+    console.log('(actions/s from the faster of eager and replayed)');
+  }
+  srpo?.dispose();
+  dqlModels?.dispose();
+  edpModels?.dispose();
+  if (dtqlModels) dtql.disposeModels(dtqlModels);
+  store.dispose();
+
+  const tag = (rt.info.adapterClass === 'software' ? 'software' : rt.info.vendor || 'gpu').replace(/[^a-z0-9-]/gi, '_');
+  mkdirSync(args.out, { recursive: true });
+  const file = `${args.out}/edp-vs-chain-${tag}${quick ? '-quick' : ''}.json`;
+  const seconds = (performance.now() - tStart) / 1000;
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        host: hostname(), node: process.version, adapter: rt.info.description, adapterClass: rt.info.adapterClass, loadAverage: load, quick, obsDim, actDim,
+        command: `node bench/edp-vs-chain.ts ${process.argv.slice(2).join(' ')}`.trim(), date: new Date().toISOString(), seconds,
+        policyUpdate: policyRows, trainingIteration: iterationRows, actionSelection: sampleRows,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`\n${seconds.toFixed(0)} s; wrote ${file}`);
+}
+
+await runMain('bench/edp-vs-chain', main);
