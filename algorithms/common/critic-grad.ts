@@ -6,6 +6,7 @@ import { detach, grad, isGradEnabled, tapeLength } from '../../engine/autograd.t
 import { copy_, full } from '../../engine/basic.ts';
 import { kernel } from '../../engine/kernel.ts';
 import { Linear } from '../../engine/nn.ts';
+import { matmulSubgroupSize } from '../../engine/ops/matmul.ts';
 import { concat } from '../../engine/ops/shape.ts';
 import { runtime, type BufferBinding } from '../../engine/runtime.ts';
 import { empty, tidy, viewOf, type Tensor } from '../../engine/tensor.ts';
@@ -23,12 +24,14 @@ import type { TwinQ } from './critic-nets.ts';
 
 /** Launch shape of the fused kernel; tuning only (every choice gives the same result). */
 export interface CriticGradTuning {
-  /** Batch rows per workgroup (halved automatically until the activations fit in workgroup memory). */
+  /** Batch rows per workgroup (halved until the activations fit in workgroup memory). */
   rows: number;
   /** Invocations per workgroup. */
   workgroup: number;
   /** Groups of four hidden units per invocation per pass. */
   groups: number;
+  /** Share activation reads across a subgroup (used only where the device has one fixed subgroup size equal to workgroup). */
+  subgroup?: boolean;
 }
 
 /**
@@ -37,11 +40,16 @@ export interface CriticGradTuning {
  * workgroups in flight, so fewer rows each.
  */
 export function defaultCriticGradTuning(): CriticGradTuning {
-  return runtime().info.adapterClass === 'software' ? { rows: 8, workgroup: 64, groups: 1 } : { rows: 4, workgroup: 64, groups: 1 };
+  return runtime().info.adapterClass === 'software'
+    ? { rows: 16, workgroup: 8, groups: 1, subgroup: true }
+    : { rows: 4, workgroup: 64, groups: 1, subgroup: false };
 }
 
 export interface TwinQActionGradOptions {
-  /** 'auto' (default): fused when the heads allow it, else autograd; 'fused' throws when they do not. */
+  /**
+   * Default: 'autograd' on software adapters (measured faster there), else 'auto'. 'auto': fused when the
+   * heads allow it, else autograd; 'fused' throws when they do not.
+   */
   path?: 'auto' | 'fused' | 'autograd';
   tuning?: Partial<CriticGradTuning>;
 }
@@ -156,18 +164,24 @@ function fusedActionGrad(q: TwinQ, obs: Tensor, actions: Tensor, B: number, valu
   const linears = headLinears(q);
   const hidden = linears[0].slice(0, -1).map((l) => l.outFeatures);
   const maxHidden = Math.max(...hidden);
+  const workgroup = Math.max(1, Math.min(tuning.workgroup, limits.maxComputeInvocationsPerWorkgroup));
   const spec: CriticGradSpec = {
     depth: hidden.length,
     act: q.q1.act as 'relu' | 'mish',
     rows: Math.max(1, tuning.rows),
-    workgroup: Math.min(tuning.workgroup, limits.maxComputeInvocationsPerWorkgroup),
+    workgroup,
     groups: Math.max(1, tuning.groups),
     cap: Math.ceil(maxHidden / 32) * 32,
     vec4: hidden.every((w) => w % 4 === 0),
     values,
   };
-  while (spec.rows > 1 && criticGradWorkgroupBytes(spec) > limits.maxComputeWorkgroupStorageSize) spec.rows >>= 1;
-  if (criticGradWorkgroupBytes(spec) > limits.maxComputeWorkgroupStorageSize) return null;
+  const sg = tuning.subgroup ? matmulSubgroupSize() : null;
+  const fits = () => {
+    spec.subgroup = sg !== null && spec.vec4 && spec.workgroup === sg && spec.rows % sg === 0;
+    return criticGradWorkgroupBytes(spec) <= limits.maxComputeWorkgroupStorageSize;
+  };
+  while (spec.rows > 1 && !fits()) spec.rows >>= 1;
+  if (!fits()) return null;
 
   const packed = packWeights(linears);
   const inDim = q.obsDim + q.actDim;
@@ -214,7 +228,10 @@ function autogradActionGrad(op: string, q: TwinQ, obs: Tensor, actions: Tensor, 
 
 function actionGrad(op: string, q: TwinQ, obs: Tensor, actions: Tensor, values: boolean, opts: TwinQActionGradOptions): Result {
   const B = checkInputs(op, q, obs, actions);
-  const path = opts.path ?? 'auto';
+  // On software adapters the autograd path's register-blocked matmuls measured faster than the fused kernel
+  // (bench/critic-grad.ts: each weight read there feeds 32 rows, the fused kernel's at most 16, bounded by
+  // workgroup memory), so 'auto' keeps autograd there; GPUs get the single dispatch.
+  const path = opts.path ?? (runtime().info.adapterClass === 'software' ? 'autograd' : 'auto');
   if (path !== 'autograd') {
     const why = fusedCriticGradUnsupported(q);
     if (why === null) {
@@ -229,9 +246,9 @@ function actionGrad(op: string, q: TwinQ, obs: Tensor, actions: Tensor, values: 
 }
 
 /**
- * d/da (Q1(s, a) + Q2(s, a)) / 2 per row, [B, actDim], detached. One dispatch for MLP heads; heads with
- * LayerNorm (or hidden layers too wide for workgroup memory) take the autograd path, which must not run
- * inside noGrad.
+ * d/da (Q1(s, a) + Q2(s, a)) / 2 per row, [B, actDim], detached. One dispatch for MLP heads on GPUs; heads
+ * with LayerNorm (or hidden layers too wide for workgroup memory), and every call on a software adapter
+ * unless opts.path says 'fused', take the autograd path, which must not run inside noGrad.
  */
 export function twinQActionGrad(q: TwinQ, obs: Tensor, actions: Tensor, opts: TwinQActionGradOptions = {}): Tensor {
   return actionGrad('twinQActionGrad', q, obs, actions, false, opts).grad;
