@@ -25,6 +25,24 @@ export async function timeIt(reps: number, warmup: number, fn: () => Promise<voi
   return (performance.now() - t0) / reps;
 }
 
+/**
+ * timeIt with the process's CPU time as well: ms per call of wall time and of CPU time (user + system, all
+ * threads). A software adapter computes on the process's own threads, so on a machine shared with other work
+ * the CPU time is the steadier measure of the work done (descheduled time does not count).
+ */
+export async function timeItWithCpu(reps: number, warmup: number, fn: () => Promise<void> | void): Promise<{ ms: number; cpuMs: number }> {
+  const rt = runtime();
+  for (let i = 0; i < warmup; i++) await fn();
+  await rt.sync();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  await rt.sync();
+  const ms = (performance.now() - t0) / reps;
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000 / reps };
+}
+
 /** n transitions of uniform noise in [-1, 1] (no terminals), from a seeded LCG. */
 export function randomTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
   let s = seed >>> 0;

@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { freemem, hostname, loadavg } from 'node:os';
 import { backward, detach } from '../engine/autograd.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
+import { concat, slice } from '../engine/ops/shape.ts';
 import { Generator } from '../engine/random.ts';
 import { recordStep } from '../engine/record.ts';
 import type { Runtime } from '../engine/runtime.ts';
@@ -24,7 +25,7 @@ import { clippedStep, randomHeadQLoss, selectAction, withFrozen, type TwinQCriti
 import * as dql from '../algorithms/dql.ts';
 import * as edp from '../algorithms/edp.ts';
 import * as dtql from '../algorithms/dtql.ts';
-import { randomStore, srpoBench, srpoSteps, timeIt } from './common.ts';
+import { randomStore, srpoBench, srpoSteps, timeItWithCpu } from './common.ts';
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'T in {5, 20, 100} and fewer repetitions (about 5 minutes on a software adapter)' },
@@ -53,7 +54,10 @@ const CLI: CliSpec<typeof OPTIONS> = {
 };
 
 interface Timing {
+  /** Wall-clock ms per call, up to the GPU finishing. */
   ms: number | null;
+  /** Process CPU ms per call (all threads: on a software adapter, the GPU work too). */
+  cpuMs: number | null;
   reps: number;
   note?: string;
 }
@@ -71,8 +75,9 @@ interface PolicyRow {
   /** Network calls per update: the chain's T (with gradient) plus Diffusion-QL's behaviour-cloning call; EDP's one. */
   chainNetworkEvals: number;
   edpNetworkEvals: number;
-  ratioEager: number | null;
-  ratioReplay: number | null;
+  /** chain / EDP, of wall time and of CPU time. */
+  ratioEager: { wall: number | null; cpu: number | null };
+  ratioReplay: { wall: number | null; cpu: number | null };
   /** Resident memory after the case (lavapipe's buffers live in the process). */
   rssMB: number;
 }
@@ -97,6 +102,14 @@ interface SampleRow {
 
 const mb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 const fmt = (v: number | null, digits = 1) => (v === null ? '-' : v.toFixed(digits));
+/** "wall/cpu" ms of a timing. */
+const cell = (t: Timing, digits = 0) => (t.ms === null ? '-' : `${t.ms.toFixed(digits)}/${fmt(t.cpuMs, digits)}`);
+const none = (note: string): Timing => ({ ms: null, cpuMs: null, reps: 0, note });
+const ratio = (a: Timing, b: Timing) => ({
+  wall: a.ms !== null && b.ms !== null ? a.ms / b.ms : null,
+  cpu: a.cpuMs !== null && b.cpuMs !== null && b.cpuMs > 0 ? a.cpuMs / b.cpuMs : null,
+});
+const ratioCell = (r: { wall: number | null; cpu: number | null }) => (r.wall === null ? '-' : `${r.wall.toFixed(1)}x/${fmt(r.cpu)}x`);
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
@@ -104,21 +117,21 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
  * the timed replays (no extra step) so a broken step shows up as a non-finite value.
  */
 async function timeStep(step: () => { loss: Tensor }, reps: { eager: number; replay: number; warmup: number }, replay: boolean): Promise<StepTiming> {
-  const eagerMs = await timeIt(reps.eager, reps.warmup, () => tidy(() => void step()));
-  const out: StepTiming = { eager: { ms: eagerMs, reps: reps.eager }, replay: { ms: null, reps: 0, note: 'not run (--no-replay)' }, dispatches: null };
+  const eager = await timeItWithCpu(reps.eager, reps.warmup, () => tidy(() => void step()));
+  const out: StepTiming = { eager: { ...eager, reps: reps.eager }, replay: none('not run (--no-replay)'), dispatches: null };
   if (!replay) return out;
   let rec;
   try {
     rec = recordStep(() => ({ loss: step().loss }));
   } catch (e) {
-    out.replay = { ms: null, reps: 0, note: `not recordable: ${message(e)}` };
+    out.replay = none(`not recordable: ${message(e)}`);
     return out;
   }
   try {
     out.dispatches = rec.dispatchCount;
-    const ms = await timeIt(reps.replay, Math.min(1, reps.warmup), () => rec.replay());
+    const t = await timeItWithCpu(reps.replay, Math.min(1, reps.warmup), () => rec.replay());
     const loss = (await rec.outputs.loss.read())[0]!;
-    out.replay = { ms, reps: reps.replay, ...(Number.isFinite(loss) ? {} : { note: `loss ${loss} after replays` }) };
+    out.replay = { ...t, reps: reps.replay, ...(Number.isFinite(loss) ? {} : { note: `loss ${loss} after replays` }) };
   } finally {
     rec.dispose();
   }
@@ -184,10 +197,11 @@ async function main(): Promise<void> {
   // ---- 1. the policy update: the chain against the action approximation
   const policyRows: PolicyRow[] = [];
   if (parts.has(1)) {
-    console.log(`\n1. policy update, batch ${edpCfg.batch}: Diffusion-QL chain backprop vs EDP action approximation (ms/step; same actor per T)`);
+    console.log(`\n1. policy update, batch ${edpCfg.batch}: Diffusion-QL chain backprop vs EDP action approximation, same actor per T`);
+    console.log('   (ms/step as wall/CPU; ratio chain/EDP as wall/CPU; NFE: network calls per update, EDP saves T of them)');
     console.log(
-      `${'T'.padStart(5)} ${'chain NFE'.padStart(9)} ${'EDP NFE'.padStart(7)} ${'chain eager'.padStart(11)} ${'EDP eager'.padStart(9)} ${'ratio'.padStart(7)} ` +
-        `${'chain replay'.padStart(12)} ${'EDP replay'.padStart(10)} ${'ratio'.padStart(7)} ${'dispatches'.padStart(11)} ${'RSS MB'.padStart(7)}`,
+      `${'T'.padStart(5)} ${'NFE'.padStart(5)} ${'chain eager'.padStart(13)} ${'EDP eager'.padStart(10)} ${'ratio'.padStart(12)} ` +
+        `${'chain replay'.padStart(13)} ${'EDP replay'.padStart(10)} ${'ratio'.padStart(12)} ${'dispatches'.padStart(11)} ${'RSS MB'.padStart(7)}`,
     );
     // a fixed minibatch: the update alone is timed, not the sampling of the batch
     const batch = tidy(() => {
@@ -208,7 +222,7 @@ async function main(): Promise<void> {
       const need = rssPerChainStep * T * (replay ? 2 : 1);
       if (heavy && need > freemem() * 0.8) {
         const note = `skipped: the chain's tape needs about ${Math.round(need / 2 ** 20)} MB (from the shorter chains), ${Math.round(freemem() / 2 ** 20)} MB free`;
-        chain = { eager: { ms: null, reps: 0, note }, replay: { ms: null, reps: 0, note }, dispatches: null };
+        chain = { eager: none(note), replay: none(note), dispatches: null };
       } else {
         if (heavy) process.stderr.write(`T = ${T}: one eager chain step${replay ? ', one recorded, one replayed' : ''} (slow on a software adapter)...\n`);
         chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, replay && (!heavy || !quick));
@@ -216,21 +230,20 @@ async function main(): Promise<void> {
       const rssAfterChain = mb();
       if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((rssAfterChain - rssBefore) * 2 ** 20) / T);
       const edpTiming = await timeStep(() => edpUpdate(m, edpCfg, batch, gen), { eager: reps(20, 5), replay: reps(50, 10), warmup: 2 }, replay);
-      const ratio = (a: number | null, b: number | null) => (a !== null && b !== null ? a / b : null);
       const row: PolicyRow = {
         T,
         chain,
         edp: edpTiming,
         chainNetworkEvals: T + 1,
         edpNetworkEvals: 1,
-        ratioEager: ratio(chain.eager.ms, edpTiming.eager.ms),
-        ratioReplay: ratio(chain.replay.ms, edpTiming.replay.ms),
+        ratioEager: ratio(chain.eager, edpTiming.eager),
+        ratioReplay: ratio(chain.replay, edpTiming.replay),
         rssMB: mb(),
       };
       policyRows.push(row);
       console.log(
-        `${String(T).padStart(5)} ${String(T + 1).padStart(9)} ${'1'.padStart(7)} ${fmt(chain.eager.ms).padStart(11)} ${fmt(edpTiming.eager.ms).padStart(9)} ${(fmt(row.ratioEager) + 'x').padStart(7)} ` +
-          `${fmt(chain.replay.ms).padStart(12)} ${fmt(edpTiming.replay.ms).padStart(10)} ${(fmt(row.ratioReplay) + 'x').padStart(7)} ` +
+        `${String(T).padStart(5)} ${`${T + 1}:1`.padStart(5)} ${cell(chain.eager).padStart(13)} ${cell(edpTiming.eager).padStart(10)} ${ratioCell(row.ratioEager).padStart(12)} ` +
+          `${cell(chain.replay).padStart(13)} ${cell(edpTiming.replay).padStart(10)} ${ratioCell(row.ratioReplay).padStart(12)} ` +
           `${`${chain.dispatches ?? '-'}/${edpTiming.dispatches ?? '-'}`.padStart(11)} ${String(row.rssMB).padStart(7)}`,
       );
       for (const [what, t] of [['chain eager', chain.eager], ['chain replay', chain.replay], ['EDP eager', edpTiming.eager], ['EDP replay', edpTiming.replay]] as const) {
@@ -250,8 +263,8 @@ async function main(): Promise<void> {
   const edpModels = parts.has(2) || parts.has(3) ? edp.makeModels(obsDim, actDim, edpCfg) : null;
   const dtqlModels = parts.has(2) || parts.has(3) ? dtql.makeModels(obsDim, actDim, dtqlCfg) : null;
   if (parts.has(2) && srpo && dqlModels && edpModels && dtqlModels) {
-    console.log(`\n2. one training iteration (critic + policy + targets), ${task} settings (ms/step)`);
-    console.log(`${'method'.padEnd(16)} ${'settings'.padEnd(54)} ${'batch'.padStart(5)} ${'eager'.padStart(9)} ${'replay'.padStart(9)} ${'dispatches'.padStart(10)}`);
+    console.log(`\n2. one training iteration (critic + policy + targets), ${task} settings (ms/step as wall/CPU)`);
+    console.log(`${'method'.padEnd(13)} ${'settings'.padEnd(58)} ${'batch'.padStart(5)} ${'eager'.padStart(11)} ${'replay'.padStart(11)} ${'dispatches'.padStart(10)}`);
     const srpoStep = srpoSteps(srpo);
     const cases: { method: string; settings: string; batch: number; step: () => { loss: Tensor }; reps: { eager: number; replay: number; warmup: number } }[] = [
       {
@@ -287,7 +300,7 @@ async function main(): Promise<void> {
       const timing = await timeStep(c.step, c.reps, replay);
       iterationRows.push({ method: c.method, settings: c.settings, batch: c.batch, timing });
       console.log(
-        `${c.method.padEnd(16)} ${c.settings.padEnd(54)} ${String(c.batch).padStart(5)} ${fmt(timing.eager.ms).padStart(9)} ${fmt(timing.replay.ms).padStart(9)} ${String(timing.dispatches ?? '-').padStart(10)}`,
+        `${c.method.padEnd(13)} ${c.settings.padEnd(58)} ${String(c.batch).padStart(5)} ${cell(timing.eager).padStart(11)} ${cell(timing.replay).padStart(11)} ${String(timing.dispatches ?? '-').padStart(10)}`,
       );
       if (timing.replay.note && replay) console.log(`      replay: ${timing.replay.note}`);
     }
@@ -296,20 +309,33 @@ async function main(): Promise<void> {
   // ---- 3. action selection at evaluation settings, read back to the host
   const sampleRows: SampleRow[] = [];
   if (parts.has(3) && srpo && dqlModels && edpModels && dtqlModels) {
-    console.log('\n3. action selection at evaluation settings, including read-back (ms/call, actions/s)');
-    console.log(`${'method'.padEnd(16)} ${'settings'.padEnd(40)} ${'states'.padStart(6)} ${'eager ms'.padStart(9)} ${'replay ms'.padStart(9)} ${'actions/s'.padStart(10)}`);
+    console.log('\n3. action selection at evaluation settings, including read-back (ms/call as wall/CPU)');
+    console.log(`${'method'.padEnd(13)} ${'settings'.padEnd(44)} ${'states'.padStart(6)} ${'NFE'.padStart(4)} ${'eager'.padStart(13)} ${'replay'.padStart(13)} ${'actions/s'.padStart(10)}`);
     srpo.actor.eval();
+    // The engine binds a whole tensor per dispatch, so no activation may exceed the adapter's storage binding
+    // limit: DTQL's 1024 candidates x 256 states x 256 features does on lavapipe (256 MiB > 128 MiB). Such a
+    // selection runs over groups of states, one group after another.
+    const maxBinding = rt.device.limits.maxStorageBufferBindingSize;
+    const widest = Math.max(dtqlCfg.actorHidden, ...dtqlCfg.criticHidden, dtqlCfg.behaviorHidden);
+    const inGroups = (candidates: number, select: (obs: Tensor) => Tensor) => (obs: Tensor): Tensor => {
+      const group = Math.max(1, Math.floor(maxBinding / (candidates * widest * 4)));
+      const S = obs.shape[0]!;
+      if (S <= group) return select(obs);
+      const parts: Tensor[] = [];
+      for (let s = 0; s < S; s += group) parts.push(select(slice(obs, s, Math.min(S, s + group), 0)));
+      return concat(parts, 0);
+    };
     const selectors: { method: string; settings: string; candidates: number; networkEvals: number; act: (obs: Tensor) => Tensor }[] = [
       {
         method: 'Diffusion-QL',
-        settings: `${dqlCfg.candidates} candidates, DDPM ${dqlCfg.T} steps, softmax(Q')`,
+        settings: `${dqlCfg.candidates} cand., DDPM ${dqlCfg.T} steps, softmax(Q')`,
         candidates: dqlCfg.candidates,
         networkEvals: dqlCfg.T,
         act: (obs) => selectAction(dqlModels.actor.model, dqlModels.critic, obs, gen, { candidates: dqlCfg.candidates, sampler: dqlCfg.evalSampler, steps: dqlCfg.evalSamplerSteps }),
       },
       {
         method: 'EDP (TD3)',
-        settings: `${edpCfg.candidates} candidates, DPM-Solver ${edpCfg.evalSamplerSteps}+1, softmax(Q')`,
+        settings: `${edpCfg.candidates} cand., DPM-Solver++ ${edpCfg.evalSamplerSteps} + denoise, softmax(Q')`,
         candidates: edpCfg.candidates,
         networkEvals: edpCfg.evalSamplerSteps + 1,
         act: (obs) =>
@@ -317,58 +343,62 @@ async function main(): Promise<void> {
       },
       {
         method: 'DTQL',
-        settings: `${dtqlCfg.candidates} candidates, one-step actor, softmax(Q')`,
+        settings: `${dtqlCfg.candidates} cand., one-step actor, softmax(Q')`,
         candidates: dtqlCfg.candidates,
         networkEvals: 1,
-        act: (obs) => dtql.selectAction(dtqlModels, obs, gen),
+        act: inGroups(dtqlCfg.candidates, (obs) => dtql.selectAction(dtqlModels, obs, gen)),
       },
-      { method: 'SRPO actor', settings: 'deterministic actor, one call', candidates: 1, networkEvals: 1, act: (obs) => srpo.actor.forward(obs) },
+      { method: 'SRPO actor', settings: 'deterministic actor', candidates: 1, networkEvals: 1, act: (obs) => srpo.actor.forward(obs) },
     ];
     for (const states of [1, 256]) {
       const obs = tensor(Float32Array.from({ length: states * obsDim }, (_, k) => Math.sin(k)), [states, obsDim]);
       for (const s of selectors) {
-        const rows = states * s.candidates;
-        // large candidate sets at 256 states are seconds per call on a software adapter
-        const reps = rows >= 100_000 ? 1 : rows >= 10_000 ? (quick ? 1 : 3) : quick ? 5 : 20;
-        const warmup = rows >= 100_000 ? 0 : 1;
-        const eagerMs = await timeIt(reps, warmup === 0 ? 1 : warmup, async () => {
+        const work = states * s.candidates * s.networkEvals;
+        // large selections take seconds to a minute per call on a software adapter: one timed call, after the
+        // smaller ones have built every pipeline; --quick replays them only when small
+        const large = work >= 10_000;
+        const reps = large ? 1 : quick ? 5 : 20;
+        const warmup = large ? (quick ? 0 : 1) : 2;
+        const call = async () => {
           const a = tidy(() => s.act(obs));
           await a.read();
           a.dispose();
-        });
-        let replayT: Timing = { ms: null, reps: 0, note: 'not run (--no-replay)' };
-        if (replay) {
+        };
+        const eager: Timing = { ...(await timeItWithCpu(reps, warmup, call)), reps };
+        let replayT = none('not run (--no-replay)');
+        if (replay && large && quick) replayT = none('not run (--quick: large selections are timed eagerly only)');
+        else if (replay) {
           try {
             const rec = recordStep(() => ({ a: s.act(obs) }));
             try {
-              replayT = { ms: await timeIt(reps, 0, async () => void (await rec.replayAndRead())), reps };
+              replayT = { ...(await timeItWithCpu(reps, 0, async () => void (await rec.replayAndRead()))), reps };
             } finally {
               rec.dispose();
             }
           } catch (e) {
-            replayT = { ms: null, reps: 0, note: `not recordable: ${message(e)}` };
+            replayT = none(`not recordable: ${message(e)}`);
           }
         }
-        const best = replayT.ms !== null ? Math.min(replayT.ms, eagerMs) : eagerMs;
+        const best = Math.min(eager.ms!, replayT.ms ?? Infinity);
         const row: SampleRow = {
           method: s.method,
           settings: s.settings,
           states,
           candidates: s.candidates,
           networkEvals: s.networkEvals,
-          eager: { ms: eagerMs, reps },
+          eager,
           replay: replayT,
           actionsPerSecond: (1000 * states) / best,
         };
         sampleRows.push(row);
         console.log(
-          `${s.method.padEnd(16)} ${s.settings.padEnd(40)} ${String(states).padStart(6)} ${fmt(eagerMs, 2).padStart(9)} ${fmt(replayT.ms, 2).padStart(9)} ${fmt(row.actionsPerSecond).padStart(10)}`,
+          `${s.method.padEnd(13)} ${s.settings.padEnd(44)} ${String(states).padStart(6)} ${String(s.networkEvals).padStart(4)} ${cell(eager, 1).padStart(13)} ${cell(replayT, 1).padStart(13)} ${fmt(row.actionsPerSecond).padStart(10)}`,
         );
-        if (replayT.note && replay) console.log(`      replay: ${replayT.note}`);
+        if (replayT.note && replay && !(large && quick)) console.log(`      replay: ${replayT.note}`);
       }
       obs.dispose();
     }
-    console.log('(actions/s from the faster of eager and replayed)');
+    console.log('(actions/s from the faster of eager and replayed, wall time)');
   }
   srpo?.dispose();
   dqlModels?.dispose();
