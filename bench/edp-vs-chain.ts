@@ -209,26 +209,28 @@ async function main(): Promise<void> {
       return { obs: keep(b.obs), actions: keep(b.actions), rewards: keep(b.rewards), nextObs: keep(b.nextObs), notDone: keep(b.notDone) } as ReplayBatch;
     });
     let rssPerChainStep = 0;
+    const rssBase = mb();
     for (const T of Ts) {
       const cfg = dql.taskConfig(task);
       cfg.T = T;
       const m = dql.makeModels(obsDim, actDim, cfg);
-      const rssBefore = mb();
       const heavy = T >= 1000;
       const reps = (full: number, q: number) => (quick ? q : full);
       const chainReps = T <= 5 ? { eager: reps(10, 3), replay: reps(20, 5), warmup: 1 } : T <= 20 ? { eager: reps(5, 2), replay: reps(10, 3), warmup: 1 } : T <= 100 ? { eager: reps(2, 1), replay: reps(3, 1), warmup: 1 } : { eager: 1, replay: 1, warmup: 0 };
       let chain: StepTiming;
-      // memory for the chain's tape grows with T; skip when the estimate from a shorter chain does not fit
-      const need = rssPerChainStep * T * (replay ? 2 : 1);
-      if (heavy && need > freemem() * 0.8) {
-        const note = `skipped: the chain's tape needs about ${Math.round(need / 2 ** 20)} MB (from the shorter chains), ${Math.round(freemem() / 2 ** 20)} MB free`;
-        chain = { eager: none(note), replay: none(note), dispatches: null };
+      // The chain's tape grows with T (lavapipe's buffers are process memory): a long chain runs when the growth
+      // per chain step measured on the shorter ones, times T, fits in 80% of free memory (twice that to record too)
+      const fits = (copies: number) => rssPerChainStep === 0 || rssPerChainStep * T * copies <= freemem() * 0.8;
+      const needMB = Math.round((rssPerChainStep * T) / 2 ** 20);
+      if (heavy && !fits(1)) {
+        chain = { eager: none(`skipped: the tape needs about ${needMB} MB (from the shorter chains), ${Math.round(freemem() / 2 ** 20)} MB free`), replay: none('skipped'), dispatches: null };
       } else {
-        if (heavy) process.stderr.write(`T = ${T}: one eager chain step${replay ? ', one recorded, one replayed' : ''} (slow on a software adapter)...\n`);
-        chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, replay && (!heavy || !quick));
+        const recordIt = replay && (!heavy || (!quick && fits(2)));
+        if (heavy) process.stderr.write(`T = ${T}: one eager chain step${recordIt ? ', one recorded, one replayed' : ''} (about ${needMB || '?'} MB of tape; slow on a software adapter)...\n`);
+        chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, recordIt);
+        if (replay && !recordIt) chain.replay = none(quick ? 'not recorded with --quick' : `not recorded: twice ${needMB} MB does not fit in free memory`);
       }
-      const rssAfterChain = mb();
-      if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((rssAfterChain - rssBefore) * 2 ** 20) / T);
+      if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((mb() - rssBase) * 2 ** 20) / T);
       const edpTiming = await timeStep(() => edpUpdate(m, edpCfg, batch, gen), { eager: reps(20, 5), replay: reps(50, 10), warmup: 2 }, replay);
       const row: PolicyRow = {
         T,
@@ -335,7 +337,7 @@ async function main(): Promise<void> {
       },
       {
         method: 'EDP (TD3)',
-        settings: `${edpCfg.candidates} cand., DPM-Solver++ ${edpCfg.evalSamplerSteps} + denoise, softmax(Q')`,
+        settings: `${edpCfg.candidates} cand., DPM-Solver++ ${edpCfg.evalSamplerSteps}+1, softmax(Q')`,
         candidates: edpCfg.candidates,
         networkEvals: edpCfg.evalSamplerSteps + 1,
         act: (obs) =>
@@ -364,6 +366,12 @@ async function main(): Promise<void> {
           await a.read();
           a.dispose();
         };
+        if (quick && states * s.candidates >= 100_000) {
+          const note = `skipped with --quick: ${states * s.candidates} candidate rows (about a minute of CPU on a software adapter); run without --quick`;
+          sampleRows.push({ method: s.method, settings: s.settings, states, candidates: s.candidates, networkEvals: s.networkEvals, eager: none(note), replay: none(note), actionsPerSecond: null });
+          console.log(`${s.method.padEnd(13)} ${s.settings.padEnd(44)} ${String(states).padStart(6)} ${String(s.networkEvals).padStart(4)}  ${note}`);
+          continue;
+        }
         const eager: Timing = { ...(await timeItWithCpu(reps, warmup, call)), reps };
         let replayT = none('not run (--no-replay)');
         if (replay && large && quick) replayT = none('not run (--quick: large selections are timed eagerly only)');
