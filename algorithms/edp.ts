@@ -15,14 +15,15 @@
 // with the TD3 backbone.
 import { backward, detach, noGrad } from '../engine/autograd.ts';
 import { zeros } from '../engine/basic.ts';
-import { add, scale, sub } from '../engine/ops/elementwise.ts';
+import { add, minimum, scale, sub } from '../engine/ops/elementwise.ts';
 import { mean } from '../engine/ops/reduce.ts';
 import { concat, reshape } from '../engine/ops/shape.ts';
 import type { Generator } from '../engine/random.ts';
 import { dispose as disposeEngine } from '../engine/runtime.ts';
 import { keep, type Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
-import { IQLCritic, awrLoss } from './iql.ts';
+import { polyakUpdate } from '../engine/optim.ts';
+import { IQLCritic, awrLoss, expectileLoss, twinTdLoss } from './iql.ts';
 import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
 import { interruptible, openDevice, openRun } from './common/offline.ts';
 import {
@@ -79,18 +80,42 @@ function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: 
 }
 
 /**
- * One training step of the backbone: critic (and V), then the policy on the action approximation, then the
- * variant's target-policy update.
+ * IQL in EDP's order: V by expectile regression to min Q'(s, a); the policy, weighted by
+ * exp(awrTemperature (min Q'(s, a) - V(s))) with the V just updated; Q on r + discount notDone V(s') with that
+ * V; then Q's Polyak update.
+ */
+function iqlStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator): Losses {
+  const { actor, cfg } = m;
+  const critic = m.critic as IQLCritic;
+  const c = critic.config;
+  const qMin = noGrad(() => minimum(...critic.qTarget.forward(batch.obs, batch.actions)));
+  const vLoss = expectileLoss(critic.v.forward(batch.obs), qMin, c.expectile);
+  critic.vOptimizer.group.zeroGrad();
+  backward(vLoss);
+  clippedStep(critic.vOptimizer, cfg.gradClip);
+
+  const advantage = noGrad(() => sub(qMin, critic.v.forward(batch.obs)));
+  const { loss: diff, a0Hat } = actor.diffusion.actionApproximation(batch.actions, batch.obs, gen);
+  const guide = awrLoss(a0Hat, batch.actions, advantage, { beta: cfg.awrTemperature, maxWeight: cfg.awrMaxWeight, logStd: zeroLogStd });
+  const policy = policyStep(actor, cfg, diff, guide);
+
+  const nextV = noGrad(() => critic.v.forward(batch.nextObs));
+  const [q1, q2] = critic.q.forward(batch.obs, batch.actions);
+  const qLoss = twinTdLoss(q1, q2, batch.rewards, batch.notDone, nextV, c.discount, c.qLossHeads);
+  critic.qOptimizer.group.zeroGrad();
+  backward(qLoss);
+  clippedStep(critic.qOptimizer, cfg.gradClip);
+  polyakUpdate(critic.qTarget.paramGroup(), critic.qOptimizer.group, c.tau);
+  return { qLoss: detach(qLoss), vLoss: detach(vLoss), ...policy };
+}
+
+/**
+ * One training step of the backbone: TD3 and CRR update the critic, then the policy on the action
+ * approximation, then the variant's target-policy update; IQL runs iqlStep.
  */
 export function trainStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator, variant: number): Losses {
   const { actor, cfg } = m;
-  if (cfg.backbone === 'iql') {
-    const critic = m.critic as IQLCritic;
-    const { vLoss, qLoss, advantage } = critic.update(batch, { advantage: true });
-    const { loss: diff, a0Hat } = actor.diffusion.actionApproximation(batch.actions, batch.obs, gen);
-    const guide = awrLoss(a0Hat, batch.actions, advantage!, { beta: cfg.awrTemperature, maxWeight: cfg.awrMaxWeight, logStd: zeroLogStd });
-    return { qLoss, vLoss, ...policyStep(actor, cfg, diff, guide) };
-  }
+  if (cfg.backbone === 'iql') return iqlStep(m, zeroLogStd, batch, gen);
   const critic = m.critic as TwinQCritic;
   const qLoss = criticStep(actor, critic, cfg, batch, gen);
   const { loss: diff, a0Hat } = actor.diffusion.actionApproximation(batch.actions, batch.obs, gen);

@@ -13,7 +13,7 @@ import type { Module } from '../../engine/nn.ts';
 import { abs, add, div, lt, minimum, mul, neg, sub } from '../../engine/ops/elementwise.ts';
 import { max, mean } from '../../engine/ops/reduce.ts';
 import { reshape } from '../../engine/ops/shape.ts';
-import { AdamW, clipScale, polyakUpdate } from '../../engine/optim.ts';
+import { AdamW, clipScale, cosineLR, polyakUpdate } from '../../engine/optim.ts';
 import type { ParamGroup } from '../../engine/params.ts';
 import { Generator } from '../../engine/random.ts';
 import type { Tensor } from '../../engine/tensor.ts';
@@ -58,6 +58,11 @@ export interface DiffusionPolicyConfig {
   actorHidden: number;
   /** Adam learning rate of the policy. */
   lr: number;
+  /**
+   * Cosine decay of the policy's learning rate to 0 over trainSteps (Diffusion-QL's and EDP's lr_decay option,
+   * off by default; Diffusion-QL's README recommends it).
+   */
+  lrDecay?: boolean;
 
   // twin-Q critic: 3 x (Linear, Mish) per head
   criticHidden: number[];
@@ -85,6 +90,12 @@ export interface DiffusionPolicyConfig {
   evalSampler: PolicySampler;
   evalSamplerSteps: number;
   candidates: number;
+  /**
+   * Multiplier of min Q' in the selection softmax (CleanDiffuser's weight_temperature). EDP and Diffusion-QL
+   * use 1, nearly an argmax at D4RL's Q scale (hundreds); Q values of a few units need a larger one for the
+   * same sharpness. Default 1.
+   */
+  selectTemperature?: number;
   evalEvery: number;
   evalEpisodes: number;
   /** Episode i of an evaluation is reset with evalSeed + i. */
@@ -119,7 +130,8 @@ export function makeDiffusionActor(kind: 'dql' | 'edp', obsDim: number, actDim: 
     netOf(target).copyFrom(netOf(model));
     for (const p of netOf(target).parameters()) p.requiresGrad = false;
   }
-  return { model, diffusion: model.diffusion as DiscreteDiffusion, target, optimizer: new AdamW(netOf(model).paramGroup(), { lr: cfg.lr }) };
+  const schedule = cfg.lrDecay && cfg.trainSteps > 0 ? { schedule: cosineLR(cfg.lr, cfg.trainSteps) } : {};
+  return { model, diffusion: model.diffusion as DiscreteDiffusion, target, optimizer: new AdamW(netOf(model).paramGroup(), { lr: cfg.lr, ...schedule }) };
 }
 
 export function netOf(b: BehaviorModel): Module {
@@ -273,26 +285,26 @@ export function selectAction(
   critic: TargetCritic,
   obs: Tensor,
   gen: Generator,
-  opts: { candidates: number; sampler: PolicySampler; steps: number },
+  opts: { candidates: number; sampler: PolicySampler; steps: number; temperature?: number },
 ): Tensor {
   return noGrad(() => {
     const n = opts.candidates;
     const a = policy.sample(obs, n, gen, opts.sampler === 'dpm' ? { sampler: 'dpm', steps: opts.steps } : { sampler: 'ddpm' });
     if (n === 1) return a;
     const states = repeatRows(obs, n);
-    return selectByCritic(a, critic.qTarget.min(states, a), n, gen);
+    return selectByCritic(a, critic.qTarget.min(states, a), n, gen, { temperature: opts.temperature ?? 1 });
   });
 }
 
 export function diffusionPolicy(
   policy: BehaviorModel,
   critic: TargetCritic,
-  cfg: Pick<DiffusionPolicyConfig, 'candidates' | 'evalSampler' | 'evalSamplerSteps'>,
+  cfg: Pick<DiffusionPolicyConfig, 'candidates' | 'evalSampler' | 'evalSamplerSteps' | 'selectTemperature'>,
   stats: ObservationStats | null,
   box: ActionBox,
   gen: Generator,
 ): BatchPolicy {
-  const opts = { candidates: cfg.candidates, sampler: cfg.evalSampler, steps: cfg.evalSamplerSteps };
+  const opts = { candidates: cfg.candidates, sampler: cfg.evalSampler, steps: cfg.evalSamplerSteps, temperature: cfg.selectTemperature ?? 1 };
   return envPolicy((s) => selectAction(policy, critic, s, gen, opts), stats, box);
 }
 
@@ -465,10 +477,12 @@ export const COMMON_CLI_OPTIONS = {
   'train-steps': { type: 'integer', nonNegative: true, placeholder: 'n', description: 'training steps (critic and policy per step)' },
   'batch-size': { type: 'integer', positive: true, placeholder: 'n', description: 'batch size' },
   lr: { type: 'number', nonNegative: true, description: "policy learning rate (default: the task's)" },
+  'lr-decay': { type: 'boolean', description: "cosine decay of the policy's learning rate to 0 over the training steps" },
   T: { type: 'integer', positive: true, placeholder: 'n', description: 'diffusion steps of the policy' },
   'grad-clip': { type: 'number', nonNegative: true, description: "global gradient-norm clip (0: none; default: the task's)" },
   'max-q-backup': { type: 'boolean', description: 'critic target: max over 10 next actions per head, then min over heads' },
   candidates: { type: 'integer', positive: true, placeholder: 'n', description: 'policy samples per state at evaluation, one picked by softmax(min Q\')' },
+  'select-temperature': { type: 'number', nonNegative: true, description: "multiplier of min Q' in the selection softmax (default 1)" },
   out: { type: 'string', placeholder: 'dir', description: 'run directory (default runs/<method>-<task>-<timestamp>)' },
   resume: { type: 'string', placeholder: 'dir', description: 'continue the run in dir from its last checkpoint, with its config.json' },
   'eval-every': { type: 'integer', nonNegative: true, placeholder: 'n', description: 'training steps between evaluations (0: only at the end)' },
@@ -488,8 +502,8 @@ export const NON_TRAINING_OPTIONS = ['resume', 'device', 'quiet', 'out', 'eager'
 export function applyCommonArgs(
   cfg: DiffusionPolicyConfig,
   args: {
-    dataset?: string; env?: string; seed?: number; 'train-steps'?: number; 'batch-size'?: number; lr?: number; T?: number; 'grad-clip'?: number;
-    'max-q-backup'?: boolean; candidates?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
+    dataset?: string; env?: string; seed?: number; 'train-steps'?: number; 'batch-size'?: number; lr?: number; 'lr-decay'?: boolean; T?: number; 'grad-clip'?: number;
+    'max-q-backup'?: boolean; candidates?: number; 'select-temperature'?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
   },
   envForDataset: (name: string) => string | null,
 ): void {
@@ -506,7 +520,9 @@ export function applyCommonArgs(
   set('T', args.T);
   set('gradClip', args['grad-clip']);
   if (args['max-q-backup']) cfg.maxQBackup = true;
+  if (args['lr-decay']) cfg.lrDecay = true;
   set('candidates', args.candidates);
+  set('selectTemperature', args['select-temperature']);
   set('evalEvery', args['eval-every']);
   set('evalEpisodes', args['eval-episodes']);
   if (args['no-bc-eval']) cfg.bcEval = false;
