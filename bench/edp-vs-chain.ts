@@ -113,8 +113,8 @@ const ratioCell = (r: { wall: number | null; cpu: number | null }) => (r.wall ==
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
- * Times a training step eagerly, then records it and times its replays. `check` reads the recorded loss after
- * the timed replays (no extra step) so a broken step shows up as a non-finite value.
+ * Times a training step eagerly, then records it and times its replays. The recorded loss is read after the
+ * timed replays (no extra step), so a broken step shows up as a note on a non-finite value.
  */
 async function timeStep(step: () => { loss: Tensor }, reps: { eager: number; replay: number; warmup: number }, replay: boolean): Promise<StepTiming> {
   const eager = await timeItWithCpu(reps.eager, reps.warmup, () => tidy(() => void step()));
@@ -416,7 +416,9 @@ async function main(): Promise<void> {
 
   const tag = (rt.info.adapterClass === 'software' ? 'software' : rt.info.vendor || 'gpu').replace(/[^a-z0-9-]/gi, '_');
   mkdirSync(args.out, { recursive: true });
-  const file = `${args.out}/edp-vs-chain-${tag}${quick ? '-quick' : ''}.json`;
+  // runs of a subset (--T, --parts) get their own file instead of replacing the complete one
+  const subset = `${args.T !== undefined ? `-T${Ts.join('_')}` : ''}${parts.size < 3 ? `-parts${[...parts].sort().join('')}` : ''}`;
+  const file = `${args.out}/edp-vs-chain-${tag}${quick ? '-quick' : ''}${subset}.json`;
   const seconds = (performance.now() - tStart) / 1000;
   writeFileSync(
     file,
