@@ -8,7 +8,8 @@
 //        min Q(s, a) over 10 a ~ N(a0Hat, I)
 //   iql  L = L_diff - mean w log N(a_data; a0Hat, I),  w = min(100, exp(3 (min Q'(s, a_data) - V(s))))
 // TD3 and CRR train a twin Q on r + 0.99 notDone min Q'(s', a') with a' from the target policy by DPM-Solver;
-// IQL trains V by expectile regression and Q on V(s'). Evaluation draws 50 DPM-Solver samples per state and
+// IQL trains V by expectile regression and Q on V(s'), each step in the paper code's order V, policy, Q (the
+// policy's weights and Q's targets see the V of this step). Evaluation draws 50 DPM-Solver samples per state and
 // picks one from softmax(min Q').
 //
 // `node algorithms/edp.ts --help` for the command line; with no arguments it runs the quick Pendulum preset
@@ -170,6 +171,7 @@ const CLI_OPTIONS = {
   task: { type: 'string', default: 'pendulum-quick', placeholder: 'name', description: `preset: ${TASK_NAMES.join(', ')}` },
   backbone: { type: 'string', default: 'td3', placeholder: 'td3|crr|iql', description: 'policy objective on the action approximation' },
   alpha: { type: 'number', nonNegative: true, description: 'TD3 backbone: weight of the normalised Q term (default 2)' },
+  'guide-coef': { type: 'number', nonNegative: true, description: 'weight of the policy term against the diffusion loss (guide_coef, default 1)' },
   ...COMMON_CLI_OPTIONS,
 } as const satisfies Record<string, OptionSpec>;
 
@@ -203,6 +205,7 @@ export function configFromArgs(args: CliArgs): EdpConfig {
   applyCommonArgs(cfg, args, envForDataset);
   if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.alpha !== undefined) cfg.alpha = args.alpha;
+  if (args['guide-coef'] !== undefined) cfg.guideCoef = args['guide-coef'];
   if (cfg.T < 21) throw new CliError(`--T must be at least 21 for EDP's scaled linear schedule (its largest beta is 20/T), got ${cfg.T}`);
   return cfg;
 }
