@@ -9,7 +9,9 @@
 //      call) for 1 and 256 states, including the read-back of the actions.
 // Training steps are timed eagerly and as recorded steps replayed (engine/record.ts). Prints tables and writes
 // the numbers as JSON.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { freemem, hostname, loadavg } from 'node:os';
 import { backward, detach } from '../engine/autograd.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
@@ -166,6 +168,24 @@ function edpUpdate(m: dql.DqlModels, cfg: edp.EdpConfig, batch: ReplayBatch, gen
   return { loss: detach(loss) };
 }
 
+// A chain of 1000 steps can take the whole process down on a software adapter (it crashed lavapipe/Dawn with a
+// segmentation fault here), so long chains run in a child process of this script: the child times the chain
+// step alone and prints its result on one marked line; a crash becomes a note in the table.
+const CHILD_ENV = 'EDP_VS_CHAIN_CHILD_TAPE_BYTES_PER_STEP';
+const CHILD_MARK = 'CHAIN-RESULT ';
+
+function chainInChild(T: number, tapeBytesPerStep: number, argv: { device: string; quick: boolean; replay: boolean; obs: number; act: number }): StepTiming {
+  const args = [fileURLToPath(import.meta.url), '--T', String(T), '--parts', '1', '--device', argv.device, '--obs', String(argv.obs), '--act', String(argv.act)];
+  if (argv.quick) args.push('--quick');
+  if (!argv.replay) args.push('--no-replay');
+  const r = spawnSync(process.execPath, args, { env: { ...process.env, [CHILD_ENV]: String(tapeBytesPerStep) }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 24 });
+  const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith(CHILD_MARK));
+  if (line) return JSON.parse(line.slice(CHILD_MARK.length)) as StepTiming;
+  const how = r.signal ? `signal ${r.signal}` : r.error ? r.error.message : `exit code ${r.status}`;
+  const note = `the chain step crashed its process (${how}; run in a child process of this benchmark)`;
+  return { eager: none(note), replay: none(note), dispatches: null };
+}
+
 function parseList(name: string, text: string, allowed?: readonly number[]): number[] {
   const list = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
   if (list.length === 0 || list.some((v) => !Number.isInteger(v) || v < 1 || (allowed && !allowed.includes(v)))) {
@@ -208,7 +228,8 @@ async function main(): Promise<void> {
       const b = store.sample(edpCfg.batch, gen);
       return { obs: keep(b.obs), actions: keep(b.actions), rewards: keep(b.rewards), nextObs: keep(b.nextObs), notDone: keep(b.notDone) } as ReplayBatch;
     });
-    let rssPerChainStep = 0;
+    const childMode = process.env[CHILD_ENV] !== undefined;
+    let rssPerChainStep = childMode ? Number(process.env[CHILD_ENV]) || 0 : 0;
     const rssBase = mb();
     for (const T of Ts) {
       const cfg = dql.taskConfig(task);
@@ -224,11 +245,18 @@ async function main(): Promise<void> {
       const needMB = Math.round((rssPerChainStep * T) / 2 ** 20);
       if (heavy && !fits(1)) {
         chain = { eager: none(`skipped: the tape needs about ${needMB} MB (from the shorter chains), ${Math.round(freemem() / 2 ** 20)} MB free`), replay: none('skipped'), dispatches: null };
+      } else if (heavy && !childMode) {
+        process.stderr.write(`T = ${T}: the chain step runs in a child process...\n`);
+        chain = chainInChild(T, rssPerChainStep, { device: args.device, quick, replay, obs: obsDim, act: actDim });
       } else {
         const recordIt = replay && (!heavy || (!quick && fits(2)));
         if (heavy) process.stderr.write(`T = ${T}: one eager chain step${recordIt ? ', one recorded, one replayed' : ''} (about ${needMB || '?'} MB of tape; slow on a software adapter)...\n`);
         chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, recordIt);
         if (replay && !recordIt) chain.replay = none(quick ? 'not recorded with --quick' : `not recorded: twice ${needMB} MB does not fit in free memory`);
+      }
+      if (childMode && heavy) {
+        console.log(`${CHILD_MARK}${JSON.stringify(chain)}`);
+        process.exit(0);
       }
       if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((mb() - rssBase) * 2 ** 20) / T);
       const edpTiming = await timeStep(() => edpUpdate(m, edpCfg, batch, gen), { eager: reps(20, 5), replay: reps(50, 10), warmup: 2 }, replay);
