@@ -5,6 +5,7 @@
 // model puts mass, without ever sampling the diffusion chain:
 //   behaviour  D_phi on the EDM parameterisation, L_BC = E ||D_phi(a + sigma eps, sigma; s) - a||^2 / c_out^2
 //   critic     IQL: twin Q (LayerNorm + Mish), V regressed to the online min Q by expectile, one joint step
+//              (valueTarget 'target': to the Polyak-averaged target Q instead, as the quick Pendulum preset)
 //   actor      L = alpha L_TR(a_theta) - mean min(Q1, Q2)(s, a_theta) + gamma (-mean log pi_theta(a_data | s)),
 //              L_TR = E ||D_phi(a_theta + sigma eps, sigma; s) - a_theta||^2 / c_out^2, only theta stepped
 // Pretraining fits the behaviour model and the critic; then every step updates critic, behaviour model and actor
@@ -71,7 +72,7 @@ export function makeModels(obsDim: number, actDim: number, cfg: DtqlConfig): Dtq
   const critic = new IQLCritic(
     obsDim,
     actDim,
-    { ...IQL_DTQL, hidden: [...cfg.criticHidden], lr: cfg.criticLr, expectile: cfg.expectile, discount: cfg.discount, tau: cfg.targetTau },
+    { ...IQL_DTQL, hidden: [...cfg.criticHidden], lr: cfg.criticLr, expectile: cfg.expectile, discount: cfg.discount, tau: cfg.targetTau, valueTarget: cfg.valueTarget ?? 'online' },
     { seed: cfg.seed * 16 + SEED.critic },
   );
   const actor = new GaussianTanhActor(obsDim, actDim, { hidden: cfg.actorHidden, layers: cfg.actorLayers, rng: new HostRng(cfg.seed * 16 + SEED.actor) });
