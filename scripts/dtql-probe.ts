@@ -16,7 +16,7 @@ import { JsonlLog } from '../algorithms/common/run.ts';
 import { envPolicy, evaluatePolicy, loadOfflineData, openDevice, phaseStart, runPhase, type PhaseRun, type RunContext } from '../algorithms/common/offline.ts';
 import { IQLCritic, IQL_DTQL, type IQLConfig } from '../algorithms/iql.ts';
 import { repeatRows, selectByCritic } from '../algorithms/diffusion/select.ts';
-import { behaviorPolicy, disposeModels, makeModels, pretrainPhase, selectAction, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
+import { disposeModels, makeModels, pretrainPhase, selectAction, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
 import { datasetPath } from '../algorithms/srpo.ts';
 
 const GRID = 41;
@@ -141,7 +141,6 @@ async function main(): Promise<void> {
     const p = m.behavior.sample(s, 1, new Generator(7), { sampler: 'edm-heun', steps: cfg.bcSamplerSteps });
     return p;
   });
-  void behaviorPolicy;
   if (values.bc) {
     const o = tensor(sObs, [nStats, obsDim]);
     for (const steps of [cfg.bcSamplerSteps, 40]) {
