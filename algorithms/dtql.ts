@@ -36,7 +36,7 @@ import {
   type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, phaseStart, runPhase, say,
+  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, phaseStart, runPhase, say,
   type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { datasetPath, trainBcMlp } from './srpo.ts';
@@ -404,7 +404,7 @@ const CLI_OPTIONS = {
   'checkpoint-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between checkpoints within a phase' },
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
   quiet: { type: 'boolean', description: 'print only the summary' },
-  eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
+  ...ENGINE_CLI_OPTIONS,
 } as const satisfies Record<string, OptionSpec>;
 
 export const CLI: CliSpec<typeof CLI_OPTIONS> = {
@@ -457,7 +457,7 @@ export function configFromArgs(args: CliArgs): DtqlConfig {
 }
 
 /** Options that change training and therefore cannot be combined with --resume. */
-const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out', 'eager'].includes(k));
+const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !['resume', 'device', 'quiet', 'out', 'eager', 'tune'].includes(k));
 
 function printSummary(s: DtqlSummary): void {
   const line = (label: string, v: string) => console.log(`  ${label.padEnd(32)}${v}`);
@@ -478,7 +478,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Dtql
     const fresh = configFromArgs(args);
     return { cfg: fresh, name: `dtql-${fresh.task}` };
   });
-  const rt = await openDevice(args.device);
+  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
   if (!args.quiet) {
     process.stderr.write(`DTQL ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   }

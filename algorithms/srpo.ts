@@ -34,7 +34,7 @@ import {
   type CheckpointParts, type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun,
+  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog,
   phaseStart, prepareData, runPhase, say, userError, type OfflineData, type PhaseResult, type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { ActionBox, SrpoActor } from './srpo/actor.ts';
@@ -449,8 +449,7 @@ const CLI_OPTIONS = {
   'checkpoint-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between checkpoints within a phase' },
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
   quiet: { type: 'boolean', description: 'print only the summary' },
-  eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
-  tune: { type: 'boolean', description: 'time matrix-product kernels for shapes not yet in the tuning cache (about 2 s) before training; cached results are always used' },
+  ...ENGINE_CLI_OPTIONS,
 } as const satisfies Record<string, OptionSpec>;
 
 export const CLI: CliSpec<typeof CLI_OPTIONS> = {
@@ -527,7 +526,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Srpo
     const fresh = configFromArgs(args);
     return { cfg: fresh, name: `srpo-${fresh.task}` };
   });
-  const rt = await openDevice(args.device, { tune: args.tune, log: args.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
   if (!args.quiet) {
     process.stderr.write(`SRPO ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   }

@@ -411,6 +411,17 @@ export function openRun<C>(
 }
 
 /** The WebGPU runtime on the adapter asked for ('auto', or part of an adapter name). */
+/** Options every training command shares for how the engine runs (not part of a run's configuration). */
+export const ENGINE_CLI_OPTIONS = {
+  eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
+  tune: { type: 'boolean', description: 'time matrix-product kernels for shapes not yet in the tuning cache (about 2 s) before training; cached results are always used' },
+} as const;
+
+/** Where a training command reports tuning progress: stderr unless quiet. */
+export function tuningLog(quiet: boolean | undefined): ((line: string) => void) | undefined {
+  return quiet ? undefined : (line) => process.stderr.write(`${line}\n`);
+}
+
 /**
  * Starts the engine on the named adapter ('auto': the default one) and installs the matrix-product tuning
  * cached for it by earlier runs (bench/tune.ts --rl --save, or --tune). With `tune`, shape classes still
