@@ -17,7 +17,7 @@ import type { Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
 import { ddpmSample } from './diffusion/samplers.ts';
 import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
-import { interruptible, openDevice, openRun } from './common/offline.ts';
+import { interruptible, openDevice, openRun, tuningLog } from './common/offline.ts';
 import {
   COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
   randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
@@ -134,7 +134,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Diff
     const fresh = configFromArgs(args);
     return { cfg: fresh, name: `dql-${fresh.task}` };
   });
-  const rt = await openDevice(args.device);
+  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
   if (!args.quiet) process.stderr.write(`Diffusion-QL ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   try {
     const summary = await interruptible(dir, 'node algorithms/dql.ts', (stopRequested) =>

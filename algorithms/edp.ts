@@ -26,7 +26,7 @@ import type { ReplayBatch } from '../datasets/replay.ts';
 import { polyakUpdate } from '../engine/optim.ts';
 import { IQLCritic, awrLoss, expectileLoss, twinTdLoss } from './iql.ts';
 import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
-import { interruptible, openDevice, openRun } from './common/offline.ts';
+import { interruptible, openDevice, openRun, tuningLog } from './common/offline.ts';
 import {
   COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
   randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
@@ -219,7 +219,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<Diff
     const fresh = configFromArgs(args);
     return { cfg: fresh, name: `edp-${fresh.backbone}-${fresh.task}` };
   });
-  const rt = await openDevice(args.device);
+  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
   if (!args.quiet) process.stderr.write(`${METHOD_NAMES[cfg.backbone]} ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
   try {
     const summary = await interruptible(dir, 'node algorithms/edp.ts', (stopRequested) =>

@@ -27,7 +27,7 @@ import { twinTdLoss } from '../iql.ts';
 import { TwinQ } from './critic-nets.ts';
 import { JsonlLog, RUN_FILES, formatDuration, removeStaleTemps, writeFileAtomic, type OptionSpec, type ProgressStream } from './run.ts';
 import {
-  curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
+  ENGINE_CLI_OPTIONS, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
 } from './offline.ts';
 import { datasetPath, trainBcMlp } from '../srpo.ts';
 import type { ActionBox } from '../srpo/actor.ts';
@@ -492,11 +492,11 @@ export const COMMON_CLI_OPTIONS = {
   'checkpoint-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between checkpoints' },
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
   quiet: { type: 'boolean', description: 'print only the summary' },
-  eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying recorded steps (slower; for debugging)' },
+  ...ENGINE_CLI_OPTIONS,
 } as const satisfies Record<string, OptionSpec>;
 
 /** Options that do not change training (allowed with --resume). */
-export const NON_TRAINING_OPTIONS = ['resume', 'device', 'quiet', 'out', 'eager'];
+export const NON_TRAINING_OPTIONS = ['resume', 'device', 'quiet', 'out', 'eager', 'tune'];
 
 /** Applies the shared options to a preset's config. */
 export function applyCommonArgs(
