@@ -52,6 +52,8 @@ export class RecordedStep<T extends TensorTree> {
     for (const op of this.dynamicOps) slot = Math.max(slot, Math.ceil(op.kernel.uniform!.size / align) * align);
     this.slotBytes = slot;
     this.laneBytes = slot * this.dynamicOps.length;
+    // the arena and its bind groups are made now, so the first replay costs what every later one does
+    this.ensureLanes(1);
   }
 
   /** The kernels a step dispatches, in order ('copy' for buffer copies): for profiling and tests. */
