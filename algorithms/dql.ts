@@ -24,7 +24,7 @@ import {
   type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
 } from './common/diffusion-policy.ts';
 import { repeatRows } from './diffusion/select.ts';
-import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, taskConfig, type DqlConfig } from './dql/presets.ts';
+import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, taskConfig, type DqlConfig } from './dql/presets.ts';
 
 export { taskConfig, QUICK_PENDULUM, type DqlConfig };
 
@@ -119,7 +119,7 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 
 export function configFromArgs(args: CliArgs): DqlConfig {
   const cfg = taskConfig(args.task);
-  applyCommonArgs(cfg, args, envForDataset);
+  applyCommonArgs(cfg, args);
   if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.eta !== undefined) cfg.eta = args.eta;
   return cfg;

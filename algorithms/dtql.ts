@@ -36,13 +36,13 @@ import {
   type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, phaseStart, runPhase, say,
+  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyDatasetArgs, phaseStart, runPhase, say,
   type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { datasetPath, trainBcMlp } from './srpo.ts';
 import type { ActionBox } from './srpo/actor.ts';
 import { GaussianTanhActor } from './dtql/actor.ts';
-import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, taskConfig, type DtqlConfig } from './dtql/presets.ts';
+import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, taskConfig, type DtqlConfig } from './dtql/presets.ts';
 
 export { taskConfig, QUICK_PENDULUM, type DtqlConfig };
 
@@ -433,10 +433,7 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 /** The configuration the command line asks for (preset, then dataset/env inference, then explicit options). */
 export function configFromArgs(args: CliArgs): DtqlConfig {
   const cfg = taskConfig(args.task);
-  if (args.dataset !== undefined) cfg.dataset = args.dataset;
-  if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
-  if (args.env !== undefined) cfg.env = args.env;
-  else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+  applyDatasetArgs(cfg, args);
   const set = <K extends keyof DtqlConfig>(key: K, v: DtqlConfig[K] | undefined) => {
     if (v !== undefined) cfg[key] = v;
   };

@@ -33,7 +33,7 @@ import {
   type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
 } from './common/diffusion-policy.ts';
 import { repeatRows } from './diffusion/select.ts';
-import { BACKBONES, BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, isBackbone, taskConfig, type Backbone, type EdpConfig } from './edp/presets.ts';
+import { BACKBONES, BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, isBackbone, taskConfig, type Backbone, type EdpConfig } from './edp/presets.ts';
 
 export { taskConfig, QUICK_PENDULUM, BACKBONES, type Backbone, type EdpConfig };
 
@@ -202,7 +202,7 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 export function configFromArgs(args: CliArgs): EdpConfig {
   if (!isBackbone(args.backbone)) throw new CliError(`--backbone must be one of ${BACKBONES.join(', ')}, got '${args.backbone}'`);
   const cfg = taskConfig(args.task, args.backbone);
-  applyCommonArgs(cfg, args, envForDataset);
+  applyCommonArgs(cfg, args);
   if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.alpha !== undefined) cfg.alpha = args.alpha;
   if (args['guide-coef'] !== undefined) cfg.guideCoef = args['guide-coef'];

@@ -34,12 +34,12 @@ import {
   type CheckpointParts, type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog,
+  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyDatasetArgs,
   phaseStart, prepareData, runPhase, say, userError, type OfflineData, type PhaseResult, type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { ActionBox, SrpoActor } from './srpo/actor.ts';
 import { srpoSurrogateLoss } from './srpo/loss.ts';
-import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, envForDataset, taskConfig, type SrpoConfig } from './srpo/presets.ts';
+import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, taskConfig, type SrpoConfig } from './srpo/presets.ts';
 
 // the data preparation, evaluation and phase runner now live in common/offline.ts; re-exported for callers of this module
 export { PhaseInterrupted, datasetScores, evaluatePolicy, prepareData, runPhase, type PhaseResult, type PhaseRun, type RunContext };
@@ -479,10 +479,7 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 /** The configuration the command line asks for (preset, then dataset/env inference, then explicit options). */
 export function configFromArgs(args: CliArgs): SrpoConfig {
   const cfg = taskConfig(args.task);
-  if (args.dataset !== undefined) cfg.dataset = args.dataset;
-  if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
-  if (args.env !== undefined) cfg.env = args.env;
-  else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+  applyDatasetArgs(cfg, args);
   const set = <K extends keyof SrpoConfig>(key: K, v: SrpoConfig[K] | undefined) => {
     if (v !== undefined) cfg[key] = v;
   };

@@ -27,7 +27,7 @@ import { twinTdLoss } from '../iql.ts';
 import { TwinQ } from './critic-nets.ts';
 import { JsonlLog, RUN_FILES, formatDuration, removeStaleTemps, writeFileAtomic, type OptionSpec, type ProgressStream } from './run.ts';
 import {
-  ENGINE_CLI_OPTIONS, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
+  ENGINE_CLI_OPTIONS, applyDatasetArgs, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
 } from './offline.ts';
 import { datasetPath, trainBcMlp } from '../srpo.ts';
 import type { ActionBox } from '../srpo/actor.ts';
@@ -505,11 +505,8 @@ export function applyCommonArgs(
     dataset?: string; env?: string; seed?: number; 'train-steps'?: number; 'batch-size'?: number; lr?: number; 'lr-decay'?: boolean; T?: number; 'grad-clip'?: number;
     'max-q-backup'?: boolean; candidates?: number; 'select-temperature'?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
   },
-  envForDataset: (name: string) => string | null,
 ): void {
-  if (args.dataset !== undefined) cfg.dataset = args.dataset;
-  if (args.env !== undefined) cfg.env = args.env;
-  else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+  applyDatasetArgs(cfg, args);
   const set = <K extends keyof DiffusionPolicyConfig>(key: K, v: DiffusionPolicyConfig[K] | undefined) => {
     if (v !== undefined) cfg[key] = v;
   };

@@ -23,6 +23,7 @@ import {
   readCheckpointInfo, saveCheckpoint, writeFileAtomic, type CheckpointParts, type ProgressStream,
 } from './run.ts';
 import { ActionBox } from '../srpo/actor.ts';
+import { envForDataset } from '../srpo/presets.ts';
 
 /** An error whose message is for the person running the command (printed without a stack). */
 export function userError(message: string): Error {
@@ -411,6 +412,18 @@ export function openRun<C>(
 }
 
 /** The WebGPU runtime on the adapter asked for ('auto', or part of an adapter name). */
+/**
+ * The dataset and evaluation environment a command line asks for: --dataset replaces the preset's, --env names
+ * the environment, else it is inferred from the dataset's name (keeping the preset's when nothing matches).
+ * A task with no shipped dataset and no --dataset is a usage error.
+ */
+export function applyDatasetArgs(cfg: { task: string; dataset: string; env: string }, args: { dataset?: string; env?: string }): void {
+  if (args.dataset !== undefined) cfg.dataset = args.dataset;
+  if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
+  if (args.env !== undefined) cfg.env = args.env;
+  else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+}
+
 /** Options every training command shares for how the engine runs (not part of a run's configuration). */
 export const ENGINE_CLI_OPTIONS = {
   eager: { type: 'boolean', description: 'run every training step through autograd instead of replaying the recorded step (slower; for debugging)' },
