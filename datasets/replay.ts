@@ -54,6 +54,8 @@ export class ReplayStore {
   private filled = 0;
   /** Where the next added row goes (ring order). */
   private cursor = 0;
+  /** The stored row count as sampling kernels see it: refreshed on every replay of a recorded step. */
+  private readonly sampleRange = { high: 0 };
   private disposed = false;
 
   private constructor(capacity: number, obsDim: number, actDim: number) {
@@ -165,7 +167,8 @@ export class ReplayStore {
   /**
    * A minibatch of `batch` rows drawn uniformly (with replacement) from the stored rows, gathered on the GPU.
    * The indices are those gen.randint([batch], size) would return at the same stream position, and the
-   * generator advances by the same amount.
+   * generator advances by the same amount. A recorded step that samples keeps drawing from all stored rows as
+   * the store grows (online training): the row count is a per-step value, and every chunk is dispatched.
    */
   sample(batch: number, gen: Generator): ReplayBatch {
     this.checkLive('sample');
@@ -182,12 +185,19 @@ export class ReplayStore {
     const position = gen.reserve(batch);
     const k = kernel('replay_sample', replaySampleSource);
     const rt = runtime();
+    const range = this.sampleRange;
+    range.high = this.filled;
+    rt.perStep(range, () => {
+      if (this.filled === 0) throw new Error('ReplayStore.sample: the store is empty');
+      range.high = this.filled;
+    });
     for (const chunk of this.chunks) {
-      if (chunk.lo >= this.filled) break;
+      // a chunk beyond the stored rows writes nothing, but a recorded step may replay once rows reach it
+      if (chunk.lo >= this.filled && !rt.isRecording) break;
       rt.dispatch(
         k,
         { rows: { buffer: chunk.buffer, offset: 0, size: chunk.buffer.size }, ...out },
-        [{ batch, high: this.filled, obsDim, actDim, width, lo: chunk.lo, hi: chunk.hi }, position],
+        [{ batch, obsDim, actDim, width, lo: chunk.lo, hi: chunk.hi }, range, position],
         flatGrid(batch * width),
       );
     }

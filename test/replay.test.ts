@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { gpu, freshSeed, poisonNext, rng } from './helpers.ts';
 import { Generator } from '../engine/random.ts';
 import { runtime } from '../engine/runtime.ts';
+import { recordStep } from '../engine/record.ts';
 import { ReplayStore, replayTuning, type ReplayBatch } from '../datasets/replay.ts';
 import { qlearningDataset, readD4RL, type Transitions } from '../datasets/d4rl.ts';
 
@@ -169,6 +170,43 @@ t('ring buffer: only filled rows are drawn, wraparound overwrites the oldest, ov
   assert.is(store.size, 10);
   assert.equal([...(await seenIds())].sort((a, b) => a - b), [28, 29, 30, 31, 32, 33, 34, 35, 36, 37]);
   store.dispose();
+});
+
+t('a recorded step keeps sampling from every stored row as an online store grows (one chunk and several)', async () => {
+  const seed = freshSeed();
+  const obsDim = 3;
+  const actDim = 1;
+  const all = labelled(Array.from({ length: 24 }, (_, i) => i), obsDim, actDim, seed);
+  const rows = (lo: number, hi: number): Transitions => ({
+    size: hi - lo, obsDim, actDim,
+    observations: all.observations.slice(lo * obsDim, hi * obsDim), actions: all.actions.slice(lo * actDim, hi * actDim),
+    rewards: all.rewards.slice(lo, hi), nextObservations: all.nextObservations.slice(lo * obsDim, hi * obsDim), dones: all.dones.slice(lo, hi),
+  });
+  const rowBytes = (2 * obsDim + actDim + 2) * 4;
+  for (const chunkRows of [null, 5]) {
+    replayTuning.maxChunkBytes = chunkRows === null ? null : chunkRows * rowBytes;
+    try {
+      const store = ReplayStore.empty(24, obsDim, actDim);
+      store.add(rows(0, 2));
+      const gen = new Generator(seed);
+      const step = recordStep(() => ({ obs: store.sample(200, gen).obs }));
+      const seen = async (): Promise<Set<number>> => {
+        const [obs] = await step.replayAndRead();
+        const ids = new Set<number>();
+        for (let k = 0; k < 200; k++) ids.add(obs![k * obsDim]!);
+        return ids;
+      };
+      assert.equal([...(await seen())].sort((a, b) => a - b), [0, 1], `chunks of ${chunkRows}: two rows stored`);
+      store.add(rows(2, 24));
+      const grown = new Set<number>();
+      for (let i = 0; i < 3; i++) for (const id of await seen()) grown.add(id);
+      assert.equal([...grown].sort((a, b) => a - b), Array.from({ length: 24 }, (_, i) => i), `chunks of ${chunkRows}: all 24 rows reachable after growth`);
+      step.dispose();
+      store.dispose();
+    } finally {
+      replayTuning.maxChunkBytes = null;
+    }
+  }
 });
 
 t('the Hopper file: each sampled row is found in the host data with its own action, reward, next obs and done', async () => {
