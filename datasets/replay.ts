@@ -6,7 +6,7 @@
 // dispatch per chunk (every dispatch redraws the same indices and writes only the rows it holds).
 import { kernel } from '../engine/kernel.ts';
 import { runtime } from '../engine/runtime.ts';
-import { empty, type Tensor } from '../engine/tensor.ts';
+import { empty, viewOf, type Tensor } from '../engine/tensor.ts';
 import type { Generator } from '../engine/random.ts';
 import { flatGrid } from '../kernels/common.ts';
 import { replaySampleSource } from '../kernels/replay.ts';
@@ -202,6 +202,39 @@ export class ReplayStore {
       );
     }
     return out;
+  }
+
+  /** Where the next added row goes (ring order): equals size until the ring is full, then wraps. */
+  get position(): number {
+    return this.cursor;
+  }
+
+  /**
+   * The stored rows [0, size) as views over the store's buffers, one [rows, width] tensor per chunk holding any,
+   * packed as the row layout above. Reading them copies the store out (a checkpoint); setting them writes rows
+   * back after restoreState. The views do not own the buffers and stay valid until the store is disposed.
+   */
+  storedRows(): Tensor[] {
+    this.checkLive('storedRows');
+    const out: Tensor[] = [];
+    for (const c of this.chunks) {
+      const rows = Math.min(c.hi, this.filled) - c.lo;
+      if (rows > 0) out.push(viewOf(c.buffer, 0, [rows, this.width]));
+    }
+    return out;
+  }
+
+  /**
+   * Declares `size` rows stored and the ring at `position`, for restoring a checkpoint: the rows themselves are
+   * written through storedRows() afterwards.
+   */
+  restoreState(size: number, position: number): void {
+    this.checkLive('restoreState');
+    if (!Number.isInteger(size) || size < 0 || size > this.capacity) throw new Error(`ReplayStore.restoreState: size must be an integer in [0, ${this.capacity}], got ${size}`);
+    const valid = size < this.capacity ? position === size : Number.isInteger(position) && position >= 0 && position < this.capacity;
+    if (!valid) throw new Error(`ReplayStore.restoreState: position ${position} is impossible with ${size} of ${this.capacity} rows stored`);
+    this.filled = size;
+    this.cursor = position;
   }
 
   /** Frees the GPU buffers. */
