@@ -1,0 +1,320 @@
+// The D4RL dataset recipe on a tiny Pendulum run: a stub agent (one tanh layer, deterministic) trained by a
+// scripted loop that follows the online contract (vector envs, host transitions through onTransitions,
+// evaluations through onEvaluation with chosen returns), so the medium point is known in advance. Checks:
+// every file reads back identically through readD4RL, medium-replay is the hook's transitions regrouped by
+// episode, the medium and expert rows come from the right snapshots, medium-expert = medium + expert; and a
+// generated file read by h5py (scripts/h5py-dump.py) agrees with the project's reader.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gpu } from './helpers.ts';
+import { HostRng } from '../engine/init.ts';
+import { Linear } from '../engine/nn.ts';
+import { decodeSafetensors } from '../engine/safetensors.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import type { OnlineAgent, OnlineConfig, OnlineHooks, OnlineResult } from '../algorithms/common/online.ts';
+import type { RunContext } from '../algorithms/common/offline.ts';
+import { makeVecEnv } from '../envs/registry.ts';
+import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';
+import { concatD4RL, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
+import { TransitionLog, episodeRows, type TransitionChunk } from '../datasets/transition-log.ts';
+
+const t = suite('recipe');
+t.before(gpu);
+
+/** Deterministic: a = tanh(w . obs + b); the scripted loop moves b so every snapshot is recognisable. */
+class StubAgent implements OnlineAgent {
+  readonly obsDim = 3;
+  readonly actDim = 1;
+  readonly actor = new Linear(3, 1, { act: 'tanh', rng: new HostRng(7) });
+  readonly critic = new Linear(4, 1, { rng: new HostRng(8) });
+  readonly parts = { modules: { actor: this.actor, critic: this.critic } };
+  act(obs: Tensor, _explore: boolean): Tensor {
+    return this.actor.forward(obs);
+  }
+  update(): Record<string, Tensor> {
+    return {};
+  }
+  dispose(): void {}
+}
+
+const biasAt = (envSteps: number) => envSteps / 1000;
+
+/**
+ * The online contract without learning: uniform random actions in vector envs, every step's transitions
+ * handed to onTransitions (actions in env units, next observation = the final one at an episode end), the
+ * actor's bias set to biasAt(envSteps) after each step, and evaluations every evalEvery steps reporting the
+ * given returns in turn. `seen` receives an independent copy of every chunk.
+ */
+function scriptedLoop(evalReturns: number[], seen: TransitionChunk[]) {
+  return async (agent: OnlineAgent, cfg: OnlineConfig, _ctx: RunContext, opts: { hooks?: OnlineHooks }): Promise<OnlineResult> => {
+    const vec = await makeVecEnv(cfg.env, cfg.numEnvs, { seed: cfg.seed });
+    const rng = new HostRng(cfg.seed);
+    const { num, obsDim, actDim } = vec;
+    const low = vec.envs[0]!.actionLow;
+    const high = vec.envs[0]!.actionHigh;
+    let obs = vec.reset(cfg.seed);
+    let steps = 0;
+    let k = 0;
+    const evals: OnlineResult['evals'] = [];
+    while (steps < cfg.envSteps) {
+      const actions = new Float32Array(num * actDim);
+      for (let i = 0; i < actions.length; i++) actions[i] = rng.uniform(low[i % actDim]!, high[i % actDim]!);
+      const r = vec.step(actions);
+      const next = new Float32Array(r.obs);
+      r.finalObs.forEach((f, i) => { if (f) next.set(f, i * obsDim); });
+      const chunk: TransitionChunk = {
+        observations: obs, actions, rewards: Float32Array.from(r.rewards), nextObservations: next,
+        terminals: Uint8Array.from(r.terminated), timeouts: Uint8Array.from(r.truncated, (v, i) => (v && !r.terminated[i] ? 1 : 0)),
+        envIndex: Uint16Array.from({ length: num }, (_, i) => i),
+      };
+      seen.push(structuredClone(chunk));
+      steps += num;
+      opts.hooks?.onTransitions?.(chunk, steps);
+      (agent.actor as Linear).bias!.set([biasAt(steps)]);
+      if (steps % cfg.evalEvery === 0) {
+        const mean = evalReturns[k++] ?? evalReturns.at(-1)!;
+        evals.push({ envSteps: steps, mean, std: 0 });
+        await opts.hooks?.onEvaluation?.({ envSteps: steps, mean, std: 0, returns: [mean] });
+      }
+      obs = r.obs;
+    }
+    vec.close();
+    return { envSteps: steps, updates: steps, ms: 0, evals, startEnvSteps: 0, startUpdates: 0, evalMs: 0, lastReturns: [] } as OnlineResult;
+  };
+}
+
+const ONLINE: OnlineConfig = {
+  env: 'pendulum', seed: 3, numEnvs: 2, envSteps: 600, warmupSteps: 100, updatesPerStep: 1, replayCapacity: 1000,
+  evalEvery: 150, evalEpisodes: 1, logEvery: 1000, checkpointEvery: 1000,
+};
+const CTX: RunContext = { cfg: { logEvery: 1000, checkpointEvery: 1000 }, log: null, quiet: true };
+const SIZE = 250;
+const KINDS: DatasetKind[] = ['random', 'medium', 'medium-replay', 'expert', 'medium-expert'];
+
+let dir = '';
+let result: RecipeResult;
+let agent: StubAgent;
+const seen: TransitionChunk[] = [];
+
+t.before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'recipe-test-'));
+  agent = new StubAgent();
+  // returns cross the target (-900) at the third evaluation, 450 env steps: 225 per copy, so each copy has one
+  // whole 200-step episode and one cut after 25 steps
+  result = await runRecipe(agent, ONLINE, { size: SIZE, algorithm: 'STUB', medium: { return: -900 }, explore: false, seed: 11, collectEnvs: 4 }, CTX, {
+    dir, train: scriptedLoop([-1200, -1000, -700, -300], seen), keepData: true, say: () => {},
+  });
+});
+
+t.after(() => {
+  agent.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function assertSameData(a: D4RLData, b: D4RLData, label: string): void {
+  assert.is(a.size, b.size, `${label} size`);
+  assert.is(a.obsDim, b.obsDim);
+  assert.is(a.actDim, b.actDim);
+  for (const key of ['observations', 'actions', 'rewards', 'terminals', 'timeouts', 'nextObservations'] as const) {
+    assert.ok(a[key] !== undefined && b[key] !== undefined, `${label} ${key} present`);
+    assert.equal(Array.from(a[key]!), Array.from(b[key]!), `${label} ${key}`);
+  }
+  assert.equal(Object.keys(a.infos ?? {}).sort(), Object.keys(b.infos ?? {}).sort(), `${label} infos keys`);
+  for (const [key, info] of Object.entries(a.infos ?? {})) {
+    assert.equal(b.infos![key]!.shape, info.shape, `${label} infos/${key} shape`);
+    assert.equal(Array.from(b.infos![key]!.data), Array.from(info.data), `${label} infos/${key}`);
+  }
+  assert.equal(a.metadata, b.metadata, `${label} metadata`);
+}
+
+t('writes the five datasets; each reads back identically and validates', async () => {
+  assert.equal(result.files.map((f) => f.kind), ['random', 'medium', 'medium-replay', 'expert', 'medium-expert']);
+  for (const kind of KINDS) {
+    const file = join(dir, `pendulum-${kind}.hdf5`);
+    assert.ok(existsSync(file), file);
+    const read = await readD4RL(file);
+    validateD4RL(read, kind);
+    assertSameData(result.data![kind]!, read, kind);
+    assert.is(read.metadata!['created_by'], RECIPE_CREATED_BY);
+    assert.is(read.metadata!['algorithm'], 'STUB');
+    assert.is(read.metadata!['env_id'], 'Pendulum-v1');
+    const entry = result.files.find((f) => f.kind === kind)!;
+    assert.is(entry.sha256, createHash('sha256').update(readFileSync(file)).digest('hex'));
+  }
+  for (const f of ['pendulum-medium-policy.safetensors', 'pendulum-expert-policy.safetensors', 'pendulum-medium-agent.safetensors', 'recipe.json', 'summary.md']) {
+    assert.ok(existsSync(join(dir, f)), f);
+  }
+});
+
+t('row counts, flags and metadata are as asked', () => {
+  const d = result.data!;
+  for (const kind of ['random', 'medium', 'expert'] as const) {
+    assert.is(d[kind]!.size, SIZE, kind);
+    assert.is(d[kind]!.infos!['qpos']!.shape.join(), `${SIZE},1`, `${kind} qpos`);
+    // Pendulum never terminates; 200-step episodes end in timeouts, the cut last one in neither flag
+    assert.is(d[kind]!.terminals.reduce((a, b) => a + b, 0), 0);
+    assert.is(d[kind]!.timeouts.reduce((a, b) => a + b, 0), 1);
+    assert.is(d[kind]!.timeouts[199], 1);
+  }
+  assert.is(d['medium-expert']!.size, 2 * SIZE);
+  assert.is(d['medium-replay']!.size, 450);
+  assert.is(result.medium.reached, true);
+  assert.is(result.medium.envSteps, 450);
+  assert.is(result.medium.replayRows, 450);
+  assert.is(result.medium.updates, 350);
+  assert.is(result.final.envSteps, 600);
+  assert.is(d['medium']!.metadata!['env_steps'], 450);
+  assert.is(d['medium']!.metadata!['iteration'], 350);
+  assert.is(d['medium']!.metadata!['policy'], 'medium');
+  assert.is(d['expert']!.metadata!['env_steps'], 600);
+  assert.is(d['expert']!.metadata!['policy'], 'expert');
+  assert.is(d['random']!.metadata!['policy'], 'random');
+  assert.equal(Array.from(new Set(d['random']!.infos!['action_log_probs']!.data)), [Math.fround(-Math.log(4))]);
+  const manifest = JSON.parse(readFileSync(result.manifest, 'utf8')) as { files: { name: string; rows: number }[]; medium: { envSteps: number } };
+  assert.equal(manifest.files.map((f) => [f.name, f.rows]), [
+    ['pendulum-random', SIZE], ['pendulum-medium', SIZE], ['pendulum-medium-replay', 450], ['pendulum-expert', SIZE], ['pendulum-medium-expert', 2 * SIZE],
+  ]);
+  assert.is(manifest.medium.envSteps, 450);
+  assert.ok(result.summaryTable.includes('pendulum-medium-replay'));
+});
+
+t('medium-replay is the hook transitions up to the medium point, regrouped into whole episodes per copy', () => {
+  const replay = result.data!['medium-replay']!;
+  // independent regrouping of what the loop handed over: copy c's rows in order, episodes ordered by start
+  const rows: { env: number; chunk: TransitionChunk; i: number; order: number }[] = [];
+  let order = 0;
+  for (const chunk of seen) for (let i = 0; i < chunk.rewards.length; i++) rows.push({ env: chunk.envIndex[i]!, chunk, i, order: order++ });
+  const windowRows = rows.slice(0, 450);
+  const episodes: (typeof windowRows)[] = [];
+  const open = new Map<number, typeof windowRows>();
+  for (const r of windowRows) {
+    if (!open.has(r.env)) { open.set(r.env, []); episodes.push(open.get(r.env)!); }
+    open.get(r.env)!.push(r);
+    if (r.chunk.timeouts[r.i] || r.chunk.terminals[r.i]) open.delete(r.env);
+  }
+  episodes.sort((a, b) => a[0]!.order - b[0]!.order);
+  const expected = episodes.flat();
+  assert.is(expected.length, replay.size);
+  expected.forEach((r, k) => {
+    assert.equal(Array.from(replay.observations.subarray(3 * k, 3 * k + 3)), Array.from(r.chunk.observations.subarray(3 * r.i, 3 * r.i + 3)), `row ${k} obs`);
+    assert.is(replay.actions[k], r.chunk.actions[r.i], `row ${k} action`);
+    assert.is(replay.rewards[k], r.chunk.rewards[r.i], `row ${k} reward`);
+    assert.equal(Array.from(replay.nextObservations!.subarray(3 * k, 3 * k + 3)), Array.from(r.chunk.nextObservations.subarray(3 * r.i, 3 * r.i + 3)), `row ${k} next`);
+    assert.is(replay.terminals[k], 0);
+  });
+  // episodes: copy 0 [0, 200), copy 1 [200, 400), then the cut ones of 25 rows each, ending in timeouts
+  const ends = Array.from(replay.timeouts).flatMap((v, k) => (v ? [k] : []));
+  assert.equal(ends, [199, 399, 424, 449]);
+  // within an episode, next observation = the following row's observation
+  for (let k = 0; k < replay.size - 1; k++) {
+    if (replay.timeouts[k]) continue;
+    assert.equal(Array.from(replay.nextObservations!.subarray(3 * k, 3 * k + 3)), Array.from(replay.observations.subarray(3 * k + 3, 3 * k + 6)), `row ${k} continuity`);
+  }
+  assert.is(replay.metadata!['episodes_cut'], 2);
+  assert.is(replay.metadata!['num_episodes'], 2);
+});
+
+t('medium and expert rows come from the snapshots taken at the medium evaluation and at the end', () => {
+  const check = (data: D4RLData, policyFile: string, bias: number) => {
+    const weights = decodeSafetensors(readFileSync(join(dir, policyFile))).tensors;
+    const w = weights.get('weight')!.data;
+    assert.is(weights.get('bias')!.data[0], Math.fround(bias), `${policyFile} bias`);
+    for (let k = 0; k < data.size; k++) {
+      const z = w[0]! * data.observations[3 * k]! + w[1]! * data.observations[3 * k + 1]! + w[2]! * data.observations[3 * k + 2]! + bias;
+      const want = 2 * Math.tanh(z); // [-1, 1] mapped onto Pendulum's [-2, 2]
+      assert.ok(Math.abs(data.actions[k]! - want) < 1e-4, `${policyFile} row ${k}: ${data.actions[k]} vs ${want}`);
+    }
+  };
+  check(result.data!['medium']!, 'pendulum-medium-policy.safetensors', biasAt(450));
+  check(result.data!['expert']!, 'pendulum-expert-policy.safetensors', biasAt(600));
+});
+
+t('medium-expert is medium followed by expert', async () => {
+  const medium = await readD4RL(join(dir, 'pendulum-medium.hdf5'));
+  const expert = await readD4RL(join(dir, 'pendulum-expert.hdf5'));
+  const both = await readD4RL(join(dir, 'pendulum-medium-expert.hdf5'));
+  const joined = concatD4RL([medium, expert], both.metadata);
+  assertSameData(joined, both, 'medium-expert');
+  assert.is(both.metadata!['medium_rows'], SIZE);
+  assert.is(both.metadata!['expert_rows'], SIZE);
+});
+
+t('episodeRows: interleaved copies, terminals, cut episodes', () => {
+  const log = new TransitionLog(1, 1);
+  // copy 0: episode ends (terminal) at its 2nd step, then a new one runs; copy 1: one long episode, timeout at its 3rd
+  const steps: Array<[number, number, number]> = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0], [1, 0, 1], [0, 0, 0]];
+  steps.forEach(([env, term, tout], i) => {
+    log.append({
+      observations: Float32Array.of(i), actions: Float32Array.of(10 + i), rewards: Float32Array.of(i), nextObservations: Float32Array.of(100 + i),
+      terminals: Uint8Array.of(term), timeouts: Uint8Array.of(tout), envIndex: Uint16Array.of(env),
+    });
+  });
+  const out = episodeRows(log);
+  assert.equal(Array.from(out.order), [0, 2, 1, 3, 5, 4, 6]);
+  assert.equal(Array.from(out.data.terminals), [0, 1, 0, 0, 0, 0, 0]);
+  assert.equal(Array.from(out.data.timeouts), [0, 0, 0, 0, 1, 0, 1]);
+  assert.is(out.cut, 1);
+  assert.equal(out.completeReturns, [2, 9]);
+  const window = episodeRows(log, 4);
+  assert.equal(Array.from(window.order), [0, 2, 1, 3]);
+  assert.equal(Array.from(window.data.timeouts), [0, 0, 0, 1]);
+});
+
+// ---- h5py agrees with the project's reader
+
+function h5pyAvailable(): string | null {
+  const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import h5py, numpy'], { stdio: 'ignore' }).status === 0);
+  return python ?? null;
+}
+
+interface DumpEntry { key: string; dtype: string; shape: number[]; sha256?: string; sum?: number; value?: unknown }
+
+function bytesSha(a: ArrayBufferView): string {
+  return createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+}
+
+t('h5py reads the generated files as the project reader does', async () => {
+  const python = h5pyAvailable();
+  if (!python) {
+    console.log('  skipped: no python3 with h5py and numpy on this machine');
+    return;
+  }
+  for (const kind of ['random', 'medium-replay'] as const) {
+    const file = join(dir, `pendulum-${kind}.hdf5`);
+    const dump = JSON.parse(execFileSync(python, ['scripts/h5py-dump.py', file], { encoding: 'utf8' })) as { datasets: DumpEntry[] };
+    const data = await readD4RL(file);
+    const byKey = new Map(dump.datasets.map((e) => [e.key, e]));
+    const arrays: Array<[string, ArrayBufferView, string, number[]]> = [
+      ['observations', data.observations, 'float32', [data.size, 3]],
+      ['actions', data.actions, 'float32', [data.size, 1]],
+      ['rewards', data.rewards, 'float32', [data.size]],
+      ['next_observations', data.nextObservations!, 'float32', [data.size, 3]],
+      ['terminals', data.terminals, 'uint8', [data.size]],
+      ['timeouts', data.timeouts, 'uint8', [data.size]],
+      ...Object.entries(data.infos ?? {}).map(([k, v]): [string, ArrayBufferView, string, number[]] => [`infos/${k}`, v.data, v.data instanceof Float32Array ? 'float32' : 'float64', v.shape]),
+    ];
+    for (const [key, values, dtype, shape] of arrays) {
+      const e = byKey.get(key);
+      assert.ok(e, `${kind}: h5py sees ${key}`);
+      assert.is(e!.dtype, dtype, `${kind} ${key} dtype`);
+      assert.equal(e!.shape, shape, `${kind} ${key} shape`);
+      assert.is(e!.sha256, bytesSha(values), `${kind} ${key} values`);
+    }
+    const metaKeys = dump.datasets.filter((e) => e.key.startsWith('metadata/'));
+    assert.equal(metaKeys.map((e) => e.key.slice('metadata/'.length)).sort(), Object.keys(data.metadata!).sort(), `${kind} metadata keys`);
+    for (const e of metaKeys) {
+      const ours = data.metadata![e.key.slice('metadata/'.length)];
+      const theirs = e.dtype === 'uint8' && typeof ours === 'boolean' ? e.value === 1 : e.value;
+      assert.equal(theirs, ours, `${kind} ${e.key}`);
+    }
+    const covered = new Set([...arrays.map(([k]) => k), ...metaKeys.map((e) => e.key)]);
+    assert.equal(dump.datasets.map((e) => e.key).filter((k) => !covered.has(k)), [], `${kind}: keys h5py sees that the reader does not`);
+  }
+});
+
+t.run();
