@@ -25,10 +25,10 @@ import { join } from 'node:path';
 import { saveModule, loadModule } from '../engine/safetensors.ts';
 import { encodeCheckpoint, loadCheckpoint } from '../algorithms/common/run.ts';
 import type { RunContext } from '../algorithms/common/offline.ts';
-import type { OnlineAgent, OnlineConfig, OnlineHooks, OnlineResult } from '../algorithms/common/online.ts';
+import { agentPolicy, trainOnline, updatesDue, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online.ts';
 import { randomPolicy } from '../envs/controllers.ts';
 import type { Env } from '../envs/core.ts';
-import { gpuPolicy, meanStd, type BatchPolicy } from '../envs/evaluate.ts';
+import { meanStd, type BatchPolicy } from '../envs/evaluate.ts';
 import { makeEnv } from '../envs/registry.ts';
 import { collect, episodeReturns } from './collect.ts';
 import { writeD4RL, type D4RLData } from './d4rl.ts';
@@ -126,23 +126,6 @@ export function concatD4RL(parts: readonly D4RLData[], metadata?: D4RLData['meta
   }
   if (metadata) out.metadata = metadata;
   return out;
-}
-
-/** A BatchPolicy on raw observations from an agent's act(), its [-1, 1] actions mapped to the env's box. */
-export function agentPolicy(agent: OnlineAgent, explore: boolean, box: { actionLow: ArrayLike<number>; actionHigh: ArrayLike<number> }): BatchPolicy {
-  const gpu = gpuPolicy((obs) => agent.act(obs, explore));
-  const actDim = agent.actDim;
-  return async (obs, n) => {
-    const unit = await gpu(obs, n);
-    const out = new Float32Array(unit.length);
-    for (let i = 0; i < unit.length; i++) {
-      const j = i % actDim;
-      const lo = box.actionLow[j]!;
-      const hi = box.actionHigh[j]!;
-      out[i] = lo + ((unit[i]! + 1) / 2) * (hi - lo);
-    }
-    return out;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -278,7 +261,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   const prefix = datasetPrefix(envId);
   const target = mediumTargetReturn(envId, settings.medium);
   say(`medium target: ${target.rule}`);
-  const updatesAt = (envSteps: number) => Math.max(0, envSteps - online.warmupSteps) * online.updatesPerStep;
+  const updatesAt = (envSteps: number) => updatesDue(online, envSteps);
 
   // ---- training, watched through the hooks
   const log = new TransitionLog(agent.obsDim, agent.actDim);
@@ -305,7 +288,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
       }
     },
   };
-  const train = opts.train ?? (await import('../algorithms/common/online.ts')).trainOnline;
+  const train = opts.train ?? trainOnline;
   const training = await train(agent, online, ctx, { hooks, checkpoint: opts.checkpoint ?? join(dir, 'checkpoint.safetensors') });
   const trainMs = performance.now() - t0;
   if (log.size !== training.envSteps) {
@@ -388,10 +371,10 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
 
   say(`collecting ${settings.size} rows with the final policy`);
   load(final, policyFiles.expertAgent);
-  const expert = await collectWith('expert', agentPolicy(agent, explore, space), 3_000_000, 'expert', common(snapMeta(final, policyFiles.expert)));
+  const expert = await collectWith('expert', agentPolicy(agent, space.actionLow, space.actionHigh, explore), 3_000_000, 'expert', common(snapMeta(final, policyFiles.expert)));
   say(`collecting ${settings.size} rows with the medium policy`);
   load(mediumSnap, policyFiles.mediumAgent);
-  const mediumData = await collectWith('medium', agentPolicy(agent, explore, space), 2_000_000, 'medium', common(snapMeta(mediumSnap, policyFiles.medium)));
+  const mediumData = await collectWith('medium', agentPolicy(agent, space.actionLow, space.actionHigh, explore), 2_000_000, 'medium', common(snapMeta(mediumSnap, policyFiles.medium)));
   load(final, policyFiles.expertAgent);
   await write('medium', mediumData, policyFiles.medium);
 

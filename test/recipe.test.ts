@@ -1,6 +1,7 @@
 // The D4RL dataset recipe on a tiny Pendulum run: a stub agent (one tanh layer, deterministic) trained by a
 // scripted loop that follows the online contract (vector envs, host transitions through onTransitions,
-// evaluations through onEvaluation with chosen returns), so the medium point is known in advance. Checks:
+// evaluations through onEvaluation with chosen returns), so the medium point is known in advance; and once
+// through the real online loop. Checks:
 // every file reads back identically through readD4RL, medium-replay is the hook's transitions regrouped by
 // episode, the medium and expert rows come from the right snapshots, medium-expert = medium + expert; and a
 // generated file read by h5py (scripts/h5py-dump.py) agrees with the project's reader.
@@ -16,7 +17,9 @@ import { HostRng } from '../engine/init.ts';
 import { Linear } from '../engine/nn.ts';
 import { decodeSafetensors } from '../engine/safetensors.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import type { OnlineAgent, OnlineConfig, OnlineHooks, OnlineResult } from '../algorithms/common/online.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { sum } from '../engine/ops/reduce.ts';
+import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online.ts';
 import type { RunContext } from '../algorithms/common/offline.ts';
 import { makeVecEnv } from '../envs/registry.ts';
 import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';
@@ -37,7 +40,7 @@ class StubAgent implements OnlineAgent {
     return this.actor.forward(obs);
   }
   update(): Record<string, Tensor> {
-    return {};
+    return { weightSum: noGrad(() => sum(this.actor.weight)) };
   }
   dispose(): void {}
 }
@@ -92,7 +95,7 @@ const ONLINE: OnlineConfig = {
   env: 'pendulum', seed: 3, numEnvs: 2, envSteps: 600, warmupSteps: 100, updatesPerStep: 1, replayCapacity: 1000,
   evalEvery: 150, evalEpisodes: 1, logEvery: 1000, checkpointEvery: 1000,
 };
-const CTX: RunContext = { cfg: { logEvery: 1000, checkpointEvery: 1000 }, log: null, quiet: true };
+const CTX: RunContext = { cfg: { logEvery: 1000, checkpointEvery: 1000 }, log: null, quiet: true, stream: { write: () => true } };
 const SIZE = 250;
 const KINDS: DatasetKind[] = ['random', 'medium', 'medium-replay', 'expert', 'medium-expert'];
 
@@ -263,6 +266,32 @@ t('episodeRows: interleaved copies, terminals, cut episodes', () => {
   const window = episodeRows(log, 4);
   assert.equal(Array.from(window.order), [0, 2, 1, 3]);
   assert.equal(Array.from(window.data.timeouts), [0, 0, 0, 1]);
+});
+
+t('runs with the real online loop: the hook transitions up to the first evaluation become medium-replay', async () => {
+  const loopDir = mkdtempSync(join(tmpdir(), 'recipe-loop-test-'));
+  const stub = new StubAgent();
+  const log = new TransitionLog(3, 1);
+  try {
+    const online: OnlineConfig = { ...ONLINE, numEnvs: 3, envSteps: 240, warmupSteps: 60, evalEvery: 120, evalEpisodes: 1 };
+    const res = await runRecipe(stub, online, { size: 60, algorithm: 'STUB', medium: { return: -1e9 }, seed: 5, collectEnvs: 2 }, CTX, {
+      dir: loopDir, keepData: true, say: () => {},
+      train: (a, c, x, o) => trainOnline(a, c, x, { ...o, hooks: { ...o.hooks, onTransitions: (tr, n) => { log.append(structuredClone(tr)); o.hooks!.onTransitions!(tr, n); } } }),
+    });
+    assert.is(res.medium.envSteps, 120);
+    assert.is(res.medium.updates, 60);
+    assert.is(res.final.envSteps, 240);
+    assert.is(res.final.updates, 180);
+    assert.equal(res.training.evals.map((e) => e.envSteps), [120, 240]);
+    const replay = await readD4RL(join(loopDir, 'pendulum-medium-replay.hdf5'));
+    assertSameData(episodeRows(log, 120).data, { ...replay, metadata: undefined }, 'loop medium-replay');
+    assert.equal(Array.from(replay.timeouts).flatMap((v, k) => (v ? [k] : [])), [39, 79, 119]); // three copies cut after 40 steps each
+    for (const kind of KINDS) validateD4RL(await readD4RL(join(loopDir, `pendulum-${kind}.hdf5`)), kind);
+    assert.is(res.data!['medium-expert']!.size, 120);
+  } finally {
+    stub.dispose();
+    rmSync(loopDir, { recursive: true, force: true });
+  }
 });
 
 // ---- h5py agrees with the project's reader
