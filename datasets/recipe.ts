@@ -23,9 +23,16 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveModule, loadModule } from '../engine/safetensors.ts';
-import { encodeCheckpoint, loadCheckpoint } from '../algorithms/common/run.ts';
-import type { RunContext } from '../algorithms/common/offline.ts';
-import { agentPolicy, trainOnline, updatesDue, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online.ts';
+import { dispose as disposeEngine } from '../engine/runtime.ts';
+import {
+  CliError, JsonlLog, RUN_FILES, createRunDir, encodeCheckpoint, formatDuration, isMainModule, loadCheckpoint, parseCli, runMain,
+  type CliSpec, type OptionSpec, type OptionSpecs,
+} from '../algorithms/common/run.ts';
+import { openDevice, tuningLog, type RunContext } from '../algorithms/common/offline.ts';
+import {
+  ONLINE_CLI_OPTIONS, agentPolicy, envKey, onlineConfigFromArgs, onlineCurvesSvg, trainOnline, updatesDue,
+  type OnlineAgent, type OnlineCommand, type OnlineCommandConfig, type OnlineConfig, type OnlineHooks, type OnlineResult,
+} from '../algorithms/common/online.ts';
 import { randomPolicy } from '../envs/controllers.ts';
 import type { Env } from '../envs/core.ts';
 import { meanStd, type BatchPolicy } from '../envs/evaluate.ts';
@@ -67,7 +74,7 @@ export function mediumTargetReturn(env: string, target: MediumTarget): { value: 
     throw new Error(`mediumTargetReturn: no reference returns for '${env}' to turn a normalised score into a return; give the target as a return (--medium-return)`);
   }
   const value = ref.min + (target.score / 100) * (ref.max - ref.min);
-  return { value, rule: `normalised score >= ${formatFixed(target.score, 2)} (return >= ${formatFixed(value, 2)}; random ${ref.min}, expert ${ref.max}, ${ref.source})` };
+  return { value, rule: `normalised score >= ${formatFixed(target.score, 1)}: return >= ${formatFixed(value, 1)} (random ${formatFixed(ref.min, 1)}, expert ${formatFixed(ref.max, 1)})` };
 }
 
 function formatFixed(v: number, digits: number): string {
@@ -439,3 +446,146 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
     `Final: ${training.envSteps} env steps, ${training.updates} updates.\n`);
   return result;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Command line
+
+/** The online commands the recipe can train, by --agent value: the module and its exported OnlineCommand. */
+const AGENT_COMMANDS: Readonly<Record<string, { module: string; exportName: string }>> = Object.freeze({
+  sac: { module: '../algorithms/sac.ts', exportName: 'SAC_COMMAND' },
+  sdac: { module: '../algorithms/sdac.ts', exportName: 'SDAC_COMMAND' },
+});
+
+type AnyOnlineCommand = OnlineCommand<OnlineCommandConfig, OptionSpecs>;
+
+async function loadAgentCommand(name: string): Promise<AnyOnlineCommand> {
+  const entry = AGENT_COMMANDS[name];
+  if (!entry) throw new CliError(`--agent must be one of ${Object.keys(AGENT_COMMANDS).join(', ')}; got '${name}'`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(entry.module)) as Record<string, unknown>;
+  } catch (err) {
+    throw new CliError(`--agent ${name}: cannot load ${entry.module.replace('../', '')}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const cmd = mod[entry.exportName] as AnyOnlineCommand | undefined;
+  if (!cmd || typeof cmd.makeAgent !== 'function' || typeof cmd.preset !== 'function') {
+    throw new CliError(`--agent ${name}: ${entry.module.replace('../', '')} does not export the online command ${entry.exportName}`);
+  }
+  return cmd;
+}
+
+/** The --agent value of argv without parsing the rest (the agent's own options depend on it). */
+function agentArg(argv: readonly string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--agent') return argv[i + 1] ?? 'sac';
+    if (a.startsWith('--agent=')) return a.slice('--agent='.length);
+  }
+  return 'sac';
+}
+
+const RECIPE_OPTIONS = {
+  agent: { type: 'string', default: 'sac', choices: Object.keys(AGENT_COMMANDS), description: 'the online agent that is trained and generates the data; its own options (e.g. --hidden) follow its name in this list' },
+  size: { type: 'integer', positive: true, default: 10_000, placeholder: 'n', description: 'rows of the random, medium and expert datasets (D4RL: 1000000); medium-expert gets twice as many, medium-replay as many as were collected before the medium point' },
+  'medium-score': { type: 'number', placeholder: 'x', description: `medium target as a D4RL normalised score: 0 = uniform random, 100 = the reference expert of datasets/presets.ts (default ${formatFixed(DEFAULT_MEDIUM_SCORE, 1)}, a third of the way)` },
+  'medium-return': { type: 'number', placeholder: 'r', description: 'medium target as an evaluation return instead (for environments without reference returns)' },
+  collect: { type: 'string', default: 'stochastic', choices: ['stochastic', 'deterministic'], description: "policy used to collect medium and expert rows: the agent's behaviour policy (as D4RL) or its deterministic evaluation policy" },
+  'collect-envs': { type: 'integer', positive: true, default: 16, placeholder: 'n', description: 'environment copies stepped together while collecting' },
+  restore: { type: 'string', default: 'agent', choices: ['agent', 'actor'], description: "what a snapshot restores before collecting: every network of the agent (its action choice may use its critic) or the actor alone" },
+  'full-replay': { type: 'boolean', description: 'also write <env>-full-replay: every transition of the run' },
+  compression: { type: 'integer', nonNegative: true, default: 4, placeholder: '0-9', description: 'gzip level of the HDF5 files' },
+  out: { type: 'string', placeholder: 'dir', description: 'output folder (default runs/recipe-<env>-<agent>-<timestamp>)' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Shared online options that make no sense for a recipe (it cannot resume: the replay log is not saved). */
+const NOT_FOR_RECIPE = new Set(['resume', 'out']);
+
+function recipeCliSpec(cmd: AnyOnlineCommand): CliSpec<OptionSpecs> {
+  const shared = Object.fromEntries(Object.entries(ONLINE_CLI_OPTIONS).filter(([k]) => !NOT_FOR_RECIPE.has(k)));
+  return {
+    usage: 'node datasets/recipe.ts [--env ID] [--agent sac|sdac] [--size N] [--out DIR] [options]',
+    description:
+      "D4RL's dataset recipe with the project's online agents. Trains the agent online (the agent's presets and options " +
+      'below), keeps its policy at the first evaluation whose mean return reaches the medium target and at the end, then ' +
+      'writes D4RL-layout HDF5 files: <env>-random (uniform random actions), <env>-medium (the medium policy), ' +
+      '<env>-medium-replay (every transition collected up to the medium point, regrouped into whole episodes; an episode ' +
+      'cut there ends in a timeout), <env>-expert (the final policy) and <env>-medium-expert (medium then expert); ' +
+      'infos/qpos and infos/qvel where the environment has them, metadata/algorithm, policy, iteration, env_steps, created_by.\n\n' +
+      'Next to the files: the policies (<env>-medium-policy.safetensors and -expert-policy: the actor; -agent: every ' +
+      'network), recipe.json (the settings, the medium point, every evaluation, every file with rows, episodes, return, ' +
+      'normalised score and SHA-256), summary.md (the table printed at the end), log.jsonl and curves.svg. If no ' +
+      'evaluation reaches the target, the best one is used and the summary says so; raise --steps or lower the target.\n\n' +
+      `Agent options (${cmd.title}), after the recipe's own: see node algorithms/${cmd.name}.ts --help.`,
+    options: { ...RECIPE_OPTIONS, ...shared, preset: { ...ONLINE_CLI_OPTIONS.preset, choices: cmd.presetNames }, ...cmd.options },
+    examples: [
+      'node datasets/recipe.ts --env pendulum --agent sac',
+      'node datasets/recipe.ts --env pendulum --agent sac --size 2000 --preset quick --out runs/recipe-pendulum',
+      'node datasets/recipe.ts --env hopper --agent sac --preset quick --steps 20000 --size 5000 --medium-score 20',
+      'node datasets/recipe.ts --env pendulum --agent sdac --medium-return -600',
+    ],
+  };
+}
+
+/** The recipe command; returns null after --help. */
+export async function recipeMain(argv: string[] = process.argv.slice(2)): Promise<RecipeResult | null> {
+  const cmd = await loadAgentCommand(agentArg(argv));
+  const spec = recipeCliSpec(cmd);
+  const args = parseCli(spec, argv) as Record<string, string | number | boolean | undefined> | null;
+  if (!args) return null;
+  if (args['medium-score'] !== undefined && args['medium-return'] !== undefined) throw new CliError('give --medium-score or --medium-return, not both');
+  if ((args['compression'] as number) > 9) throw new CliError(`--compression must be 0-9, got ${args['compression']}`);
+  const cfg = onlineConfigFromArgs(cmd, args as never);
+  const medium: MediumTarget = args['medium-return'] !== undefined
+    ? { return: args['medium-return'] as number }
+    : { score: (args['medium-score'] as number | undefined) ?? DEFAULT_MEDIUM_SCORE };
+  const probe = await makeEnv(cfg.env).catch((err: unknown) => { throw new CliError(err instanceof Error ? err.message : String(err)); });
+  const envId = probe.id;
+  const dims = { obsDim: probe.obsDim, actDim: probe.actDim };
+  probe.close();
+  try {
+    mediumTargetReturn(envId, medium);
+  } catch (err) {
+    throw new CliError(err instanceof Error ? err.message.replace(/^mediumTargetReturn: /, '') : String(err));
+  }
+  const settings: RecipeSettings = {
+    size: args['size'] as number,
+    algorithm: cmd.title,
+    medium,
+    explore: args['collect'] === 'stochastic',
+    collectEnvs: args['collect-envs'] as number,
+    seed: cfg.seed,
+    compression: args['compression'] as number,
+    fullReplay: args['full-replay'] === true,
+    restore: args['restore'] as 'agent' | 'actor',
+  };
+  const quiet = args['quiet'] === true;
+  const dir = createRunDir(`recipe-${envKey(cfg.env)}-${cmd.name}`, { out: args['out'] as string | undefined });
+  writeFileSync(join(dir, RUN_FILES.config), `${JSON.stringify({ agent: cmd.name, recipe: settings, online: cfg }, null, 2)}\n`);
+  const rt = await openDevice(args['device'] as string, { tune: args['tune'] === true, log: tuningLog(quiet) });
+  const say = (line: string) => { if (!quiet) process.stderr.write(`${line}\n`); };
+  say(`recipe: ${cmd.title} on ${envId}, device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); outputs in ${dir}`);
+  say(`recipe: training ${cfg.envSteps} env steps (${cmd.describe ? cmd.describe(cfg) : `preset ${cfg.preset}`}), then ${settings.size} rows per policy`);
+  try {
+    const log = new JsonlLog(join(dir, RUN_FILES.log));
+    const ctx: RunContext = { cfg, log, stream: process.stderr, quiet, eager: args['eager'] === true };
+    const agent = cmd.makeAgent(cfg, dims);
+    let result: RecipeResult;
+    try {
+      result = await runRecipe(agent, cfg, settings, ctx, { dir, say, manifestExtra: { agent: cmd.name, preset: cfg.preset, online: cfg } });
+    } finally {
+      agent.dispose();
+    }
+    writeFileSync(join(dir, RUN_FILES.curves), onlineCurvesSvg(JsonlLog.read(log.path), {}, { phase: 'online', policy: cmd.title }));
+    const m = result.medium;
+    console.log(`\n${cmd.title} recipe on ${envId}\n\n${result.summaryTable}\n`);
+    console.log(`  medium policy      ${m.reached ? '' : 'NOT REACHED, best evaluation used: '}return ${formatFixed(m.evalMean, 1)} at ${m.envSteps} env steps, ${m.updates} updates; target ${m.rule}`);
+    console.log(`  final policy       return ${result.final.evalMean === null ? '-' : formatFixed(result.final.evalMean, 1)} at ${result.final.envSteps} env steps, ${result.final.updates} updates`);
+    console.log(`  wall time          training ${formatDuration(result.timings.trainMs)}, collecting and writing ${formatDuration(result.timings.collectMs)}; total ${formatDuration(result.timings.totalMs)}`);
+    console.log(`  outputs            ${dir} (manifest ${result.manifest})`);
+    return result;
+  } finally {
+    disposeEngine();
+  }
+}
+
+if (isMainModule(import.meta.url)) await runMain('recipe', async () => void (await recipeMain()));
