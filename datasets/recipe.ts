@@ -268,6 +268,9 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   const prefix = datasetPrefix(envId);
   const target = mediumTargetReturn(envId, settings.medium);
   say(`medium target: ${target.rule}`);
+  if (online.replayCapacity < online.envSteps) {
+    say(`note: the replay store holds ${online.replayCapacity} rows, fewer than the ${online.envSteps} env steps; medium-replay still keeps every transition up to the medium point`);
+  }
   const updatesAt = (envSteps: number) => updatesDue(online, envSteps);
 
   // ---- training, watched through the hooks
