@@ -26,18 +26,17 @@ import { reshape } from '../../engine/ops/shape.ts';
 import { AdamW, polyakUpdate, type LRSchedule } from '../../engine/optim.ts';
 import { parameter } from '../../engine/params.ts';
 import { Generator } from '../../engine/random.ts';
-import type { Tensor } from '../../engine/tensor.ts';
+import { keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import type { ReplayStore } from '../../datasets/replay.ts';
 import { TwinQ } from '../common/critic-nets.ts';
 import type { CheckpointParts } from '../common/run.ts';
 import type { OnlineAgent } from '../common/online.ts';
 import { noiseDiscrete, predictX0 } from '../diffusion/losses.ts';
-import { DiscreteDiffusion } from '../diffusion/models.ts';
-import { ddpmSample } from '../diffusion/samplers.ts';
+import { ddpmSample, type DiscreteEpsModel } from '../diffusion/samplers.ts';
 import { DiscreteSchedule } from '../diffusion/schedules.ts';
 import { repeatRows, selectByCriticWithIndices } from '../diffusion/select.ts';
 import { twinTdLoss } from '../iql.ts';
-import { SDACNoiseNet } from './networks.ts';
+import { SDACChainModel, SDACNoiseNet } from './networks.ts';
 
 export interface SDACAgentConfig {
   seed: number;
@@ -164,19 +163,22 @@ export function temperatureLoss(logAlpha: Tensor, actDim: number, noiseScale: nu
   return { loss: mul(logAlpha, sub(entropy, targetEntropy)), entropy };
 }
 
+/** The eps model of the reverse chains at the given (repeated) states. */
+export type ChainModelFor = (states: Tensor) => DiscreteEpsModel;
+
 /**
- * Policy samples at `obs` [B, S]: per state `particles` reverse chains of `diffusion` from 0.5 N(0, I) (the data
- * prediction clipped to [-1, 1] at every step), the best by min(Q1, Q2) of `critic`, plus N(0, noiseStd^2)
- * where noiseStd [1] is given. No gradient. [B, A].
+ * Policy samples at `obs` [B, S]: per state `particles` reverse chains (DDPM, 'dql' log variances) from
+ * 0.5 N(0, I), the data prediction clipped to [-1, 1] at every step, the best by min(Q1, Q2) of `critic`, plus
+ * N(0, noiseStd^2) where noiseStd [1] is given. No gradient. [B, A].
  */
-export function sampleActions(diffusion: DiscreteDiffusion, critic: TwinQ, obs: Tensor, gen: Generator, particles: number, noiseStd: Tensor | null): Tensor {
+export function sampleActions(chainModel: ChainModelFor, critic: TwinQ, obs: Tensor, gen: Generator, particles: number, noiseStd: Tensor | null): Tensor {
   return noGrad(() => {
     const B = obs.shape[0]!;
     const A = critic.actDim;
     const states = particles > 1 ? repeatRows(obs, particles) : obs;
     const rows = B * particles;
     const start = gen.normal([rows, A], 0, 0.5);
-    let a = ddpmSample(diffusion, states, { batch: rows, actionDim: A, generator: gen, noise: start });
+    let a = ddpmSample(chainModel(states), states, { batch: rows, actionDim: A, generator: gen, noise: start, logVarMode: 'dql' });
     if (particles > 1) {
       const { actions, indices } = selectByCriticWithIndices(a, critic.min(states, a), particles, gen, { mode: 'argmax' });
       indices.dispose();
@@ -258,8 +260,11 @@ export class SDACAgent implements OnlineAgent {
   readonly schedule: DiscreteSchedule;
   readonly policyNet: SDACNoiseNet;
   readonly policyTargetNet: SDACNoiseNet;
-  readonly policy: DiscreteDiffusion;
-  readonly policyTarget: DiscreteDiffusion;
+  /** Reverse-chain models of the online and the target policy. */
+  readonly policyChain: ChainModelFor;
+  readonly policyTargetChain: ChainModelFor;
+  /** 0..T-1, the network times of the chain's steps. */
+  private readonly stepTimes: Tensor;
   readonly critic: TwinQ;
   readonly criticTarget: TwinQ;
   readonly temperature: Temperature;
@@ -285,9 +290,10 @@ export class SDACAgent implements OnlineAgent {
     this.policyNet = new SDACNoiseNet(obsDim, actDim, { ...netOpts, rng: new HostRng(base + SEED.actor) });
     this.policyTargetNet = new SDACNoiseNet(obsDim, actDim, { ...netOpts, rng: new HostRng(0) });
     this.policyTargetNet.copyFrom(this.policyNet);
-    const diffusionOpts = { maxAction: 1, logVarMode: 'dql' } as const;
-    this.policy = new DiscreteDiffusion(this.policyNet, this.schedule, diffusionOpts);
-    this.policyTarget = new DiscreteDiffusion(this.policyTargetNet, this.schedule, diffusionOpts);
+    this.stepTimes = keep(tensor(Float32Array.from({ length: c.T }, (_, k) => k), [c.T]));
+    const chainOf = (net: SDACNoiseNet): ChainModelFor => (states) => new SDACChainModel(net, this.schedule, 1, states, this.stepTimes);
+    this.policyChain = chainOf(this.policyNet);
+    this.policyTargetChain = chainOf(this.policyTargetNet);
     const criticOpts = { hidden: c.criticHidden, act: 'mish' } as const;
     this.critic = new TwinQ(obsDim, actDim, { ...criticOpts, rng: new HostRng(base + SEED.critic) });
     this.criticTarget = new TwinQ(obsDim, actDim, { ...criticOpts, rng: new HostRng(0) });
@@ -330,7 +336,7 @@ export class SDACAgent implements OnlineAgent {
     if (obs.rank !== 2 || obs.shape[1] !== this.obsDim) throw new Error(`SDACAgent.act: obs must be [n, ${this.obsDim}], got [${obs.shape}]`);
     return noGrad(() => {
       const gen = explore ? this.exploreGen : this.evalGen;
-      const a = sampleActions(this.policyTarget, this.critic, obs, gen, this.config.particles, explore ? this.noiseStd() : null);
+      const a = sampleActions(this.policyTargetChain, this.critic, obs, gen, this.config.particles, explore ? this.noiseStd() : null);
       return explore ? clamp(a, -1, 1) : a;
     });
   }
@@ -352,10 +358,10 @@ export class SDACAgent implements OnlineAgent {
     // Everything the losses need from the networks before any of them moves, as in the code's single jit.
     const pre = noGrad(() => {
       const noiseStd = this.noiseStd();
-      const nextActions = sampleActions(this.policy, this.critic, batch.nextObs, gen, c.particles, noiseStd);
+      const nextActions = sampleActions(this.policyChain, this.critic, batch.nextObs, gen, c.particles, noiseStd);
       const nextV = this.criticTarget.min(batch.nextObs, nextActions);
       if (variant === UPDATE_CRITIC) return { nextV, rs: null, weights: null };
-      const newActions = sampleActions(this.policy, this.critic, batch.obs, gen, c.particles, noiseStd);
+      const newActions = sampleActions(this.policyChain, this.critic, batch.obs, gen, c.particles, noiseStd);
       const rs = reverseSamples(newActions, this.schedule, gen, M);
       const q = this.critic.min(repeatRows(batch.obs, M), rs.actions);
       const energy = scale(exp(neg(logAlpha)), c.energyScale);
@@ -400,6 +406,7 @@ export class SDACAgent implements OnlineAgent {
 
   dispose(): void {
     for (const opt of [this.policyOpt, this.criticOpt, this.temperatureOpt]) opt.dispose();
+    this.stepTimes.dispose();
   }
 }
 
