@@ -27,10 +27,12 @@ export const SAC_COMMAND: OnlineCommand<SacConfig, typeof SAC_OPTIONS> = {
   description:
     'Soft Actor-Critic (Haarnoja et al., 2018) with automatic temperature: a tanh-Gaussian actor, twin Q critics with ' +
     'Polyak-averaged targets (tau 0.005, gamma 0.99), the temperature adapted towards the target entropy -act_dim.\n\n' +
-    "Presets: 'default' is the paper's MuJoCo setting (256x2 ReLU networks, learning rate 3e-4, batch 256, 1M replay, " +
-    '10k random warm-up steps, 1M env steps: use --steps for a budget that fits this machine); on Pendulum the same ' +
-    "networks with 1000 warm-up steps and 6000 env steps. 'quick': 64-wide networks, batch 128, learning rate 1e-3 " +
-    "(Pendulum 4000 env steps, MuJoCo 20k); 'long': the quick networks for 10k (Pendulum) or 100k env steps.",
+    "Presets: 'paper' is the paper's MuJoCo setting (256x2 ReLU networks, learning rate 3e-4, batch 256, 1M replay, " +
+    "10k random warm-up steps, 1M env steps); 'default' is the same on Hopper, HalfCheetah and Walker2d (use --steps for a " +
+    'budget that fits this machine) and on Pendulum small fast settings (64x2 networks, batch 256, learning rate 3e-3, ' +
+    "initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, 2400 env steps: a few minutes here). 'quick': " +
+    "MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; Pendulum the default with batch " +
+    "128 for 1600 env steps. 'ci': the test suite's Pendulum run (1400 env steps, tau 0.05, gamma 0.95).",
   presetNames: PRESET_NAMES,
   preset: sacPreset,
   options: SAC_OPTIONS,

@@ -501,7 +501,7 @@ export function onlineCurvesSvg(records: Record<string, unknown>[], references: 
 /** Options every online command has (the algorithm adds its own). */
 export const ONLINE_CLI_OPTIONS = {
   env: { type: 'string', default: 'pendulum', placeholder: 'id', description: 'environment: pendulum, hopper, halfcheetah, walker2d (or a Gymnasium id such as Hopper-v4)' },
-  preset: { type: 'string', default: 'default', placeholder: 'name', description: "settings preset: 'default' (the paper's settings for the environment; short budget on Pendulum) or 'quick' (small networks, short run)" },
+  preset: { type: 'string', default: 'default', placeholder: 'name', description: "settings preset (see above): 'default' is the algorithm's paper settings for the environment (short on Pendulum), 'quick' small networks and a short run" },
   seed: { type: 'integer', nonNegative: true, description: 'seed of the networks, random streams and environments (default 0)' },
   steps: { type: 'integer', positive: true, placeholder: 'n', description: "environment transitions in total, all copies together (default: the preset's)" },
   'num-envs': { type: 'integer', positive: true, placeholder: 'n', description: 'environment copies stepped together' },
