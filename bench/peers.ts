@@ -1,7 +1,9 @@
 // The engine against real peers, side by side in one run on one machine: the training steps of the SRPO
-// phases at D4RL Hopper sizes (IQL critic, SRPO behaviour at batch 2048 and 256, SRPO actor) and a 1024^3
+// phases at D4RL Hopper sizes (IQL critic, SRPO behaviour at batch 2048 and 256, SRPO actor), one training
+// iteration of DTQL, EDP (TD3) and Diffusion-QL (T = 5) at their hopper-medium-v2 settings, and a 1024^3
 // matmul, each written the same way in TensorFlow.js (WebGPU on the engine's adapter; wasm with XNNPACK) and
-// PyTorch (eager, CPU or CUDA). The engine side calls the project's own step functions (bench/common.ts);
+// PyTorch (eager, CPU or CUDA). The engine side calls the project's own step functions (bench/common.ts,
+// algorithms/dtql.ts, edp.ts, dql.ts);
 // it runs eagerly and, where engine/record.ts exists, as a recorded step replayed. A peer that cannot load is
 // reported as skipped with the reason. Prints a table and writes the numbers as JSON.
 import { execFile } from 'node:child_process';
@@ -10,11 +12,17 @@ import { cpus, hostname, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { init, runtime, type Runtime } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';
-import { tidy, type Tensor } from '../engine/tensor.ts';
+import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { LayerNorm, Linear, type Module } from '../engine/nn.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
 import { srpoBench, srpoSteps } from './common.ts';
-import { exposeNavigatorGpu, loadTfjs, tfjsCase, type PeerCaseName, type TfjsBackend } from './peers_tfjs.ts';
+import { exposeNavigatorGpu, loadTfjs, tfjsCase, tfjsForwards, type PeerCaseName, type TfjsBackend } from './peers_tfjs.ts';
+import { CHECK_ROWS, checkBeta, checkBias, checkGamma, checkInputs, checkWeight, peerTables, type PeerTables } from './peers_plan.ts';
+import * as dtql from '../algorithms/dtql.ts';
+import * as edp from '../algorithms/edp.ts';
+import * as dql from '../algorithms/dql.ts';
 
 interface CaseSpec {
   name: PeerCaseName;
@@ -25,6 +33,8 @@ interface CaseSpec {
   warmup: number;
   /** Floating-point operations per step, where a rate is meaningful. */
   flops?: number;
+  /** What the step holds and where the implementations differ, printed under the table. */
+  note?: string;
 }
 
 const CASES: readonly CaseSpec[] = [
@@ -32,24 +42,47 @@ const CASES: readonly CaseSpec[] = [
   { name: 'srpo-behavior-2048', title: 'SRPO behaviour step', batch: 2048, steps: { full: 5, quick: 1 }, warmup: 1 },
   { name: 'srpo-behavior-256', title: 'SRPO behaviour step', batch: 256, steps: { full: 15, quick: 3 }, warmup: 1 },
   { name: 'srpo-actor', title: 'SRPO actor step', batch: 256, steps: { full: 30, quick: 6 }, warmup: 2 },
+  {
+    name: 'dtql-step', title: 'DTQL step', batch: 256, steps: { full: 10, quick: 2 }, warmup: 1,
+    note:
+      'algorithms/dtql.ts trainStep: IQL critic (twin Q 3 x (256, LayerNorm, Mish), V 3 x (256, Mish), V to the online ' +
+      'min Q, one gradient of vLoss + qLoss, Adam 3e-4 each, Polyak 0.005), EDM behaviour step (denoiser 4 x 256 Mish, ' +
+      'Adam 1e-4), one-step Gaussian-tanh actor (3 x 256 ReLU) on 5 L_TR - mean min Q with the behaviour net and Q ' +
+      'frozen (Adam 1e-4). tfjs: the min Q that V regresses to is held constant by a zero-gradient identity (customGrad).',
+  },
+  {
+    name: 'edp-step', title: 'EDP (TD3) step', batch: 256, steps: { full: 10, quick: 2 }, warmup: 1,
+    note:
+      'algorithms/edp.ts trainStep, TD3 backbone, T = 100: critic targets from the target policy by DPM-Solver++ (15 ' +
+      'network calls, singlestep order 3), twin Q 3 x (256, Mish) step, Polyak; policy on L_diff + 2 (-Q_j(s, a0Hat) / ' +
+      '|Q_j|) through one noise-net call (3 x 256 Mish); Adam 3e-4, gradient norm clipped to 9 (both). The target ' +
+      "policy's update (every 5th step) is not in the timed step on any side. Peers draw the Q head on the host, the " +
+      'engine on the GPU.',
+  },
+  {
+    name: 'dql-step', title: 'Diffusion-QL step T 5', batch: 256, steps: { full: 10, quick: 2 }, warmup: 1,
+    note:
+      'algorithms/dql.ts trainStep, T = 5: critic targets from the EMA policy\'s 5-step DDPM chain, twin Q step, ' +
+      'Polyak; policy on L_bc + Q term through the whole 5-step chain with gradient; Adam 3e-4, gradient norm clipped ' +
+      "to 9. The EMA update (every 5th step) is not in the timed step on any side. Peers draw the Q head on the host.",
+  },
   { name: 'matmul-1024', title: 'matmul 1024^3', batch: 1024, steps: { full: 10, quick: 3 }, warmup: 1, flops: 2 * 1024 ** 3 },
 ];
 
-/**
- * The chain steps of the other diffusion-policy methods. They are not in the engine yet, so nothing is measured
- * for them; their engine step functions and peers go here (a CaseSpec each) when they are.
- */
-const PENDING_CASES: readonly { name: string; title: string }[] = [
-  { name: 'dtql-step', title: 'DTQL step (EDM denoiser + one-step policy + IQL critic)' },
-  { name: 'edp-step', title: 'EDP step (action approximation through the DDPM chain)' },
-  { name: 'diffusion-ql-step', title: 'Diffusion-QL step (policy gradient through the full DDPM chain)' },
-];
+/** The diffusion-policy steps, whose losses --check compares across the implementations. */
+const DIFFUSION_CASES: readonly PeerCaseName[] = ['dtql-step', 'edp-step', 'dql-step'];
 
 const PEERS = ['tfjs-webgpu', 'tfjs-wasm', 'torch'] as const;
 type Peer = (typeof PEERS)[number];
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'fewer timed steps (a few minutes on a software adapter)' },
+  check: {
+    type: 'boolean',
+    description:
+      'no timing: one step of each diffusion-policy case (dtql-step, edp-step, dql-step, or those in --only) in every ' +
+      'implementation from a fresh initialisation, printing the losses side by side',
+  },
   steps: { type: 'integer', positive: true, placeholder: 'n', description: 'timed steps of every case (default: per case, fewer with --quick)' },
   only: { type: 'string', placeholder: 'case,...', description: `cases to run: ${CASES.map((c) => c.name).join(', ')} (default: all)` },
   peers: { type: 'string', default: PEERS.join(','), placeholder: 'list', description: `peers to run beside the engine, or 'none'` },
@@ -66,7 +99,10 @@ const CLI: CliSpec<typeof OPTIONS> = {
     'Times the same training steps in this engine and in its peers, one after another in one process on one machine: ' +
     'the IQL critic step ([256, 256] ReLU twin Q and V, batch 256: V expectile step, Q step, Polyak target), the SRPO ' +
     'behaviour step (ScoreNet_IDQL, VP-SDE eps loss, AdamW; batch 2048 and 256), the SRPO actor step (actor MLP, ' +
-    'frozen behaviour eps at a noised action, target twin-Q action gradient, surrogate loss, Adam; batch 256) and a ' +
+    'frozen behaviour eps at a noised action, target twin-Q action gradient, surrogate loss, Adam; batch 256), one ' +
+    'training iteration of DTQL (IQL critic, EDM behaviour model, one-step actor), EDP-TD3 (critic on DPM-Solver ' +
+    'targets, policy through the action approximation, T = 100) and Diffusion-QL (critic on EMA-chain targets, ' +
+    'policy through the 5-step chain) at their hopper-medium-v2 settings, batch 256, and a ' +
     '1024^3 matmul. Every minibatch is drawn from 100k random transitions held by the backend. Each case runs ' +
     'untimed warm-up steps, then the timed steps with one sync at the end.\n\n' +
     'Engine rows give ms/step, dispatches and submits per step (runtime stats) and host ms/step (the JS thread\'s CPU time to ' +
@@ -75,9 +111,15 @@ const CLI: CliSpec<typeof OPTIONS> = {
     '(TensorFlow.js wasm backend, XNNPACK), torch (python3 bench/peers_torch.py: PyTorch eager, CUDA when ' +
     'available). Every row gives ms/step and the process CPU ms/step (all threads), each also as a ratio to the ' +
     'engine\'s eager step. Peers that cannot load ' +
-    `are reported as skipped. Not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}.`,
+    'are reported as skipped. --check compares the first-step losses of the diffusion-policy steps across the ' +
+    'implementations instead of timing.',
   options: OPTIONS,
-  examples: ['node bench/peers.ts --quick', 'node bench/peers.ts --only iql-critic,matmul-1024 --peers torch --steps 20'],
+  examples: [
+    'node bench/peers.ts --quick',
+    'node bench/peers.ts --only iql-critic,matmul-1024 --peers torch --steps 20',
+    'node bench/peers.ts --quick --only dtql-step,edp-step,dql-step',
+    'node bench/peers.ts --check',
+  ],
 };
 
 /** One measured (or skipped) row. */
@@ -159,6 +201,12 @@ function engineCases(obsDim: number, actDim: number): EngineCases {
   const steps = srpoSteps(bench);
   const gen = new Generator(7);
   let mm: [Tensor, Tensor] | null = null;
+  // the diffusion-policy models at hopper-medium-v2 settings, made when first timed
+  const task = 'hopper-medium-v2';
+  let dtqlModels: dtql.DtqlModels | null = null;
+  let edpModels: edp.EdpModels | null = null;
+  let dqlModels: dql.DqlModels | null = null;
+  const sample = (batch: number) => bench.store.sample(batch, bench.gen);
   return {
     step(name) {
       switch (name) {
@@ -170,6 +218,28 @@ function engineCases(obsDim: number, actDim: number): EngineCases {
           return () => steps.behavior(256);
         case 'srpo-actor':
           return () => steps.actor();
+        case 'dtql-step': {
+          const m = (dtqlModels ??= dtql.makeModels(obsDim, actDim, dtql.taskConfig(task)));
+          return () => {
+            const l = dtql.trainStep(m, sample(m.cfg.batch), bench.gen);
+            return { qLoss: l['qLoss'] as Tensor, vLoss: l['vLoss'] as Tensor, bcLoss: l['bcLoss'] as Tensor, actorLoss: l['actorLoss'] as Tensor };
+          };
+        }
+        case 'edp-step': {
+          const m = (edpModels ??= edp.makeModels(obsDim, actDim, edp.taskConfig(task, 'td3')));
+          // step variant 0: no target-policy update (it runs every 5th step)
+          return () => {
+            const l = m.step(sample(m.cfg.batch), bench.gen, 0);
+            return { qLoss: l['qLoss'] as Tensor, actorLoss: l['actorLoss'] as Tensor, terms: (l['terms'] as [Tensor, string[]])[0] };
+          };
+        }
+        case 'dql-step': {
+          const m = (dqlModels ??= dql.makeModels(obsDim, actDim, dql.taskConfig(task)));
+          return () => {
+            const l = m.step(sample(m.cfg.batch), bench.gen, 0);
+            return { qLoss: l['qLoss'] as Tensor, actorLoss: l['actorLoss'] as Tensor, terms: (l['terms'] as [Tensor, string[]])[0] };
+          };
+        }
         case 'matmul-1024': {
           const [a, b] = (mm ??= [gen.normal([1024, 1024]), gen.normal([1024, 1024])]);
           return () => ({ out: matmul(a, b) });
@@ -178,6 +248,9 @@ function engineCases(obsDim: number, actDim: number): EngineCases {
     },
     dispose() {
       mm?.forEach((t) => t.dispose());
+      if (dtqlModels) dtql.disposeModels(dtqlModels);
+      edpModels?.dispose();
+      dqlModels?.dispose();
       bench.dispose();
     },
   };
@@ -244,16 +317,49 @@ interface PeerRunner {
   /** Versions and settings for the report, or why the peer is skipped. */
   info: Record<string, unknown>;
   run(spec: CaseSpec, steps: number): Promise<Row>;
+  /** --check of a diffusion-policy case (see CheckResult), or why there is none. */
+  check(name: PeerCaseName): Promise<CheckResult | string>;
 }
 
-async function tfjsRunner(backend: TfjsBackend, sizes: { obsDim: number; actDim: number }): Promise<PeerRunner> {
+/**
+ * --check of one implementation: its networks on the formula weights and inputs of bench/peers_plan.ts (each
+ * output flattened), and the losses of one training step from a fresh initialisation.
+ */
+interface CheckResult {
+  forwards: Record<string, number[]>;
+  losses: Record<string, number>;
+}
+
+/** Problem sizes and the diffusion constants every implementation shares. */
+interface Sizes {
+  obsDim: number;
+  actDim: number;
+  tables: PeerTables;
+}
+
+async function tfjsRunner(backend: TfjsBackend, sizes: Sizes): Promise<PeerRunner> {
   const label = `tfjs-${backend}`;
   const loaded = await loadTfjs(backend);
-  if ('skipped' in loaded) return { label, info: { skipped: loaded.skipped }, run: async () => ({ backend: label, skipped: loaded.skipped }) };
+  if ('skipped' in loaded) {
+    return { label, info: { skipped: loaded.skipped }, run: async () => ({ backend: label, skipped: loaded.skipped }), check: async () => `skipped: ${loaded.skipped}` };
+  }
   const { tf } = loaded;
   return {
     label,
     info: { version: loaded.version, detail: loaded.detail },
+    async check(name) {
+      let c: ReturnType<typeof tfjsCase> | null = null;
+      try {
+        await tf.setBackend(backend);
+        const forwards = await tfjsForwards(tf, name, sizes.obsDim, sizes.actDim);
+        c = tfjsCase(tf, name, { ...sizes, transitions: 100_000 });
+        return c.check ? { forwards, losses: await c.check() } : 'no check for this case';
+      } catch (err) {
+        return `failed: ${message(err)}`;
+      } finally {
+        c?.dispose();
+      }
+    },
     async run(spec, steps) {
       let c: ReturnType<typeof tfjsCase> | null = null;
       try {
@@ -298,10 +404,10 @@ function execJson(cmd: string, args: string[], timeoutMs: number): Promise<{ jso
  * interpreter is the first candidate that imports torch: --python, else python3 on PATH, then the system's
  * python3, where distributions install python3-torch, for when a pyenv or virtualenv python3 shadows it.
  */
-async function torchRunner(sizes: { obsDim: number; actDim: number }, python: string | undefined, threads: number): Promise<PeerRunner> {
+async function torchRunner(sizes: Sizes, python: string | undefined, threads: number): Promise<PeerRunner> {
   const script = fileURLToPath(new URL('./peers_torch.py', import.meta.url));
-  const common = ['--obs', String(sizes.obsDim), '--act', String(sizes.actDim), '--threads', String(threads)];
-  const runner: PeerRunner = { label: 'torch', info: {}, run: async () => ({ backend: 'torch', skipped: 'not started' }) };
+  const common = ['--obs', String(sizes.obsDim), '--act', String(sizes.actDim), '--threads', String(threads), '--tables', JSON.stringify(sizes.tables)];
+  const runner: PeerRunner = { label: 'torch', info: {}, run: async () => ({ backend: 'torch', skipped: 'not started' }), check: async () => 'not started' };
   const reasons: string[] = [];
   for (const exe of python ? [python] : ['python3', '/usr/bin/python3']) {
     // a zero-step matmul checks the interpreter and reports the versions
@@ -322,10 +428,16 @@ async function torchRunner(sizes: { obsDim: number; actDim: number }, python: st
         if (r?.msPerStep !== undefined) return { backend: label, msPerStep: r.msPerStep, cpuMsPerStep: r.cpuMsPerStep, steps: r.steps };
         return { backend: label, skipped: `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}` };
       },
+      async check(name) {
+        const out = await execJson(exe, [script, '--cases', name, '--check', ...common], 10 * 60_000);
+        const r = (out.json?.results as Record<string, Partial<CheckResult> & { error?: string }> | undefined)?.[name];
+        if (r?.losses && r.forwards) return { losses: r.losses, forwards: r.forwards };
+        return `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}`;
+      },
     };
   }
   const reason = reasons.join('; ');
-  return { ...runner, info: { skipped: reason }, run: async () => ({ backend: 'torch', skipped: reason }) };
+  return { ...runner, info: { skipped: reason }, run: async () => ({ backend: 'torch', skipped: reason }), check: async () => `skipped: ${reason}` };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -359,6 +471,174 @@ function printTable(results: CaseResult[]): void {
 
 // ---------------------------------------------------------------------------------------------------------
 
+/** Sets every Linear and LayerNorm under m to the formula weights of bench/peers_plan.ts. */
+function formulaWeights(m: Module): void {
+  for (const [, child] of m.namedChildren()) formulaWeights(child);
+  if (m instanceof Linear) {
+    const [o, n] = m.weight.shape as [number, number];
+    m.weight.set(Float32Array.from({ length: o * n }, (_, k) => checkWeight(o, n, Math.floor(k / n), k % n)));
+    m.bias?.set(Float32Array.from({ length: o }, (_, j) => checkBias(o, j)));
+  } else if (m instanceof LayerNorm) {
+    m.weight?.set(Float32Array.from({ length: m.dim }, (_, j) => checkGamma(j)));
+    m.bias?.set(Float32Array.from({ length: m.dim }, (_, j) => checkBeta(j)));
+  }
+}
+
+/** The engine's networks of a diffusion-policy step (from the module's own makeModels) on the formula weights and inputs. */
+async function engineForwards(name: PeerCaseName, obsDim: number, actDim: number): Promise<Record<string, number[]>> {
+  const task = 'hopper-medium-v2';
+  const kind = name === 'dtql-step' ? 'dtql' : name === 'edp-step' ? 'edp' : 'dql';
+  const inp = checkInputs(obsDim, actDim, kind);
+  const s = tensor(Float32Array.from(inp.s), [CHECK_ROWS, obsDim]);
+  const a = tensor(Float32Array.from(inp.a), [CHECK_ROWS, actDim]);
+  const t = tensor(Float32Array.from(inp.t), [CHECK_ROWS]);
+  let outs: Record<string, Tensor>;
+  let dispose: () => void;
+  if (kind === 'dtql') {
+    const m = dtql.makeModels(obsDim, actDim, dtql.taskConfig(task));
+    const behavior = m.behavior.net as unknown as Module & { forward(x: Tensor, t: Tensor, s: Tensor): Tensor };
+    for (const mod of [m.critic.q, m.critic.v, behavior, m.actor]) formulaWeights(mod);
+    outs = tidy(() =>
+      noGrad(() => {
+        const [q1, q2] = m.critic.q.forward(s, a);
+        return { q1, q2, v: m.critic.v.forward(s), denoiser: behavior.forward(a, t, s), actor: m.actor.net.forward(s) };
+      }),
+    );
+    dispose = () => dtql.disposeModels(m);
+  } else {
+    const m = kind === 'edp' ? edp.makeModels(obsDim, actDim, edp.taskConfig(task, 'td3')) : dql.makeModels(obsDim, actDim, dql.taskConfig(task));
+    const net = m.actor.model.net as unknown as Module & { forward(x: Tensor, t: Tensor, s: Tensor): Tensor };
+    formulaWeights(net);
+    formulaWeights(m.critic.qTarget);
+    outs = tidy(() =>
+      noGrad((): Record<string, Tensor> => {
+        const eps = net.forward(a, t, s);
+        if (kind === 'dql') return { eps };
+        const [q1, q2] = m.critic.qTarget.forward(s, a);
+        return { eps, q1, q2 };
+      }),
+    );
+    dispose = () => m.dispose();
+  }
+  const result: Record<string, number[]> = {};
+  for (const [k, x] of Object.entries(outs)) result[k] = Array.from(await x.read());
+  for (const x of [s, a, t, ...Object.values(outs)]) x.dispose();
+  dispose();
+  return result;
+}
+
+/** Largest |x - ref| over the largest |ref|: the forward check's error measure. */
+function relError(x: number[], ref: number[]): number {
+  if (x.length !== ref.length) return Infinity;
+  let err = 0;
+  let scale = 0;
+  ref.forEach((r, i) => {
+    err = Math.max(err, Math.abs(x[i]! - r));
+    scale = Math.max(scale, Math.abs(r));
+  });
+  return err / Math.max(scale, 1e-12);
+}
+
+/** Forward outputs must agree with the engine's to this relative error (float32 sums over 256 products). */
+const FORWARD_TOLERANCE = 1e-4;
+
+/**
+ * --check, per diffusion-policy case and implementation:
+ *   1. the step's networks on the formula weights and inputs of bench/peers_plan.ts (no weight transfer), each
+ *      output compared with the engine's to float32 tolerance: the architectures are the same;
+ *   2. one training step from a fresh initialisation, its losses beside the engine's. Initialisations and random
+ *      draws (noise, diffusion times, sigmas, minibatches) differ between implementations, so these agree in
+ *      magnitude only: a wrong term or scale shows as a ratio far from 1. The policy losses of EDP and
+ *      Diffusion-QL hold -Q/|Q| terms whose sign at initialisation is arbitrary, so only their bound is checked.
+ * Prints both and writes them as JSON.
+ */
+async function runCheck(rt: Runtime, cases: EngineCases, names: PeerCaseName[], runners: PeerRunner[], sizes: Sizes, outDir: string): Promise<boolean> {
+  const report: Record<string, Record<string, CheckResult | string>> = {};
+  for (const name of names) {
+    progress(`${name}: engine (check)`);
+    const per: Record<string, CheckResult | string> = {};
+    try {
+      const forwards = await engineForwards(name, sizes.obsDim, sizes.actDim);
+      const fn = cases.step(name);
+      const losses = tidy(() => fn()) as Record<string, Tensor>;
+      const read: Record<string, ArrayLike<number>> = {};
+      for (const [k, t] of Object.entries(losses)) read[k] = await t.read();
+      Object.values(losses).forEach((t) => t.dispose());
+      // the names the peers report: DTQL's critic loss is vLoss + qLoss (one gradient); the policy's diffusion
+      // loss is the first of EDP's and Diffusion-QL's terms
+      const values: Record<string, number> = {};
+      if (read.vLoss) values.criticLoss = read.qLoss![0]! + read.vLoss[0]!;
+      else values.qLoss = read.qLoss![0]!;
+      if (read.bcLoss) values.bcLoss = read.bcLoss[0]!;
+      values.actorLoss = read.actorLoss![0]!;
+      if (read.terms) values.diffLoss = read.terms[0]!;
+      per.engine = { forwards, losses: values };
+    } catch (err) {
+      per.engine = `failed: ${message(err)}`;
+    }
+    for (const r of runners) {
+      progress(`${name}: ${r.label} (check)`);
+      per[r.label] = await r.check(name);
+    }
+    report[name] = per;
+  }
+  cases.dispose();
+  await rt.sync();
+  // the policy loss minus its diffusion term is alpha (-Q_j / |Q_k|): within +-alpha (EDP 2, Diffusion-QL 1)
+  const guideBound: Partial<Record<PeerCaseName, number>> = { 'edp-step': 2, 'dql-step': 1 };
+  let failures = 0;
+  console.log(`\n1. networks on formula weights and inputs: largest |x - engine| / largest |engine| per output (tolerance ${FORWARD_TOLERANCE})`);
+  for (const [name, per] of Object.entries(report)) {
+    const engine = typeof per.engine === 'object' ? per.engine : null;
+    for (const [impl, v] of Object.entries(per)) {
+      if (impl === 'engine') continue;
+      if (typeof v === 'string' || !engine) {
+        console.log(`  ${name.padEnd(10)} ${impl.padEnd(14)} ${typeof v === 'string' ? v : 'no engine result'}`);
+        continue;
+      }
+      const cells = Object.entries(engine.forwards).map(([k, ref]) => {
+        const e = v.forwards[k] ? relError(v.forwards[k]!, ref) : Infinity;
+        if (!(e <= FORWARD_TOLERANCE)) failures++;
+        return `${k} ${e.toExponential(1)}${e <= FORWARD_TOLERANCE ? '' : ' FAIL'}`;
+      });
+      console.log(`  ${name.padEnd(10)} ${impl.padEnd(14)} ${cells.join(', ')}`);
+    }
+  }
+  console.log('\n2. first-step losses from fresh initialisations and independent random draws (ratio to the engine in brackets, 0.33-3 expected)');
+  for (const [name, per] of Object.entries(report)) {
+    const engine = typeof per.engine === 'object' ? per.engine.losses : null;
+    console.log(`  ${name}`);
+    for (const [impl, v] of Object.entries(per)) {
+      if (typeof v === 'string') {
+        console.log(`    ${impl.padEnd(14)} ${v}`);
+        continue;
+      }
+      const cells = Object.entries(v.losses).map(([k, x]) => {
+        const bound = guideBound[name as PeerCaseName];
+        if (k === 'actorLoss' && bound !== undefined) {
+          // actorLoss = diffusion loss + guide; only the guide's bound is meaningful at initialisation
+          const diff = v.losses.diffLoss;
+          const ok = diff === undefined || Math.abs(x - diff) <= bound + 1e-4;
+          if (!ok) failures++;
+          return `${k} ${x.toPrecision(4)}${diff === undefined ? '' : ` [guide ${(x - diff).toFixed(2)}${ok ? '' : ' FAIL'}]`}`;
+        }
+        const ref = engine?.[k];
+        const q = impl !== 'engine' && ref !== undefined && ref !== 0 ? x / ref : null;
+        const ok = q === null || (q >= 1 / 3 && q <= 3);
+        if (!ok) failures++;
+        return `${k} ${x.toPrecision(4)}${q === null ? '' : ` [${q.toFixed(2)}${ok ? '' : ' FAIL'}]`}`;
+      });
+      console.log(`    ${impl.padEnd(14)} ${cells.join(', ')}`);
+    }
+  }
+  console.log(failures === 0 ? '\ncheck passed' : `\ncheck: ${failures} failure(s) (marked FAIL)`);
+  mkdirSync(outDir, { recursive: true });
+  const file = `${outDir}/peers-check.json`;
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), adapter: rt.info.description, results: report }, null, 2)}\n`);
+  console.log(`wrote ${file}`);
+  return failures === 0;
+}
+
 function parseList<T extends string>(what: string, text: string, known: readonly T[]): T[] {
   const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   for (const i of items) if (!known.includes(i as T)) throw new CliError(`${what}: unknown '${i}'; known: ${known.join(', ')}`);
@@ -373,7 +653,7 @@ async function main(): Promise<void> {
   if (specs.length === 0) throw new CliError('--only names no case');
   const peers = args.peers.trim() === 'none' ? [] : parseList('--peers', args.peers, PEERS);
   const stepsOf = (s: CaseSpec) => args.steps ?? (quick ? s.steps.quick : s.steps.full);
-  const sizes = { obsDim: args.obs, actDim: args.act };
+  const sizes: Sizes = { obsDim: args.obs, actDim: args.act, tables: peerTables() };
 
   // tfjs's WebGPU backend needs navigator.gpu before it loads; the engine then takes the same GPU object
   if (peers.includes('tfjs-webgpu')) await exposeNavigatorGpu().catch(() => undefined);
@@ -388,6 +668,13 @@ async function main(): Promise<void> {
   for (const peer of peers) {
     progress(`loading ${peer}`);
     runners.push(peer === 'torch' ? await torchRunner(sizes, args.python, args['torch-threads']) : await tfjsRunner(peer === 'tfjs-webgpu' ? 'webgpu' : 'wasm', sizes));
+  }
+  if (args.check) {
+    const names = (args.only ? specs.map((c) => c.name) : DIFFUSION_CASES).filter((n) => DIFFUSION_CASES.includes(n));
+    if (names.length === 0) throw new CliError(`--check covers ${DIFFUSION_CASES.join(', ')}; --only names none of them`);
+    const passed = await runCheck(rt, engineCases(sizes.obsDim, sizes.actDim), names, runners, sizes, args.out);
+    if (!passed) process.exitCode = 1;
+    return;
   }
   // case by case, every backend in turn: the rows of a case are measured minutes apart at most, which matters
   // on a machine shared with other work
@@ -423,7 +710,8 @@ async function main(): Promise<void> {
       'with other work it tracks the cost of a step better than wall time. host ms: CPU time of the JS thread per step to encode and submit.',
   );
   console.log(`load average (1 min) ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${cpus().length} CPUs`);
-  console.log(`not measured yet (not in the engine): ${PENDING_CASES.map((c) => c.name).join(', ')}`);
+  const notes = results.filter((r) => r.spec.note);
+  if (notes.length > 0) console.log(`\nwhat the diffusion-policy steps hold (every column the same):\n${notes.map((r) => `  ${r.spec.name}: ${r.spec.note}`).join('\n')}`);
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 
   const tag = (rt.info.adapterClass === 'software' ? 'software' : rt.info.vendor || 'gpu').replace(/[^a-z0-9-]/gi, '_');
@@ -444,7 +732,7 @@ async function main(): Promise<void> {
     replay: typeof recorder === 'string' ? { available: false, reason: recorder } : { available: true },
     peers: peerInfo,
     cases: results.map(({ spec, rows }) => ({ name: spec.name, title: spec.title, batch: spec.batch, warmup: spec.warmup, rows })),
-    pending: PENDING_CASES,
+    notes: Object.fromEntries(results.filter((r) => r.spec.note).map((r) => [r.spec.name, r.spec.note])),
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`wrote ${file}`);

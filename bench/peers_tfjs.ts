@@ -3,6 +3,7 @@
 // of the engine's steps. tfjs is an optional dependency: it is imported at run time, typed here by the small
 // part of its API these steps use, and a backend that cannot load is reported as skipped with the reason.
 import { registerHooks } from 'node:module';
+import { CHECK_ROWS, checkBeta, checkBias, checkGamma, checkInputs, checkWeight, type DdpmTable, type DpmUpdate, type PeerTables } from './peers_plan.ts';
 
 /** The tfjs tensor API used below (a structural subset of @tensorflow/tfjs-core 4.x). */
 interface TfTensor {
@@ -25,9 +26,10 @@ interface Tf {
   ready(): Promise<void>;
   getBackend(): string;
   env(): { set(flag: string, value: unknown): void; getAsync(flag: string): Promise<unknown> };
-  tidy<T>(fn: () => T): T;
+  tidy<T extends TfTensor | Record<string, TfTensor> | void>(fn: () => T): T;
   dispose(x: unknown): void;
   variable(initial: TfTensor, trainable?: boolean): TfVariable;
+  keep<T extends TfTensor>(x: T): T;
   randomNormal(shape: number[], mean?: number, std?: number): TfTensor;
   randomUniform(shape: number[], min?: number, max?: number, dtype?: 'float32' | 'int32'): TfTensor;
   zeros(shape: number[]): TfTensor;
@@ -37,7 +39,16 @@ interface Tf {
   add(a: TensorArg, b: TensorArg): TfTensor;
   sub(a: TensorArg, b: TensorArg): TfTensor;
   mul(a: TensorArg, b: TensorArg): TfTensor;
+  div(a: TensorArg, b: TensorArg): TfTensor;
   minimum(a: TensorArg, b: TensorArg): TfTensor;
+  clipByValue(x: TfTensor, lo: number, hi: number): TfTensor;
+  log(x: TfTensor): TfTensor;
+  abs(x: TfTensor): TfTensor;
+  cast(x: TfTensor, dtype: 'float32' | 'int32'): TfTensor;
+  tensor1d(values: number[], dtype?: 'float32' | 'int32'): TfTensor;
+  fill(shape: number[], value: number): TfTensor;
+  zerosLike(x: TfTensor): TfTensor;
+  customGrad(f: (x: TfTensor) => { value: TfTensor; gradFunc: (dy: TfTensor) => TfTensor }): (x: TfTensor) => TfTensor;
   relu(x: TfTensor): TfTensor;
   neg(x: TfTensor): TfTensor;
   tanh(x: TfTensor): TfTensor;
@@ -222,12 +233,168 @@ class ScoreNet {
   }
 }
 
+
+// ---- the diffusion-policy networks (algorithms/dtql.ts, edp.ts, dql.ts)
+
+interface Norm {
+  gamma: TfVariable;
+  beta: TfVariable;
+}
+
+/** Linear (+ LayerNorm) + Mish hidden layers; the last layer linear (Mish too with mishOut). */
+interface MishMlp {
+  layers: Dense[];
+  norms: Norm[] | null;
+}
+
+function mishMlp(tf: Tf, widths: number[], layerNorm = false, trainable = true): MishMlp {
+  const layers = mlp(tf, widths, trainable);
+  const norms = layerNorm ? layers.slice(0, -1).map((l) => ({ gamma: tf.variable(tf.ones([l.b.shape[0]!]), trainable), beta: tf.variable(tf.zeros([l.b.shape[0]!]), trainable) })) : null;
+  return { layers, norms };
+}
+
+function mishMlpVars(m: MishMlp): TfVariable[] {
+  return [...vars(m.layers), ...(m.norms ?? []).flatMap((n) => [n.gamma, n.beta])];
+}
+
+function layerNorm(tf: Tf, x: TfTensor, n: Norm): TfTensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5))), n.gamma), n.beta);
+}
+
+function applyMishMlp(tf: Tf, m: MishMlp, x: TfTensor, mishOut = false): TfTensor {
+  let h = x;
+  m.layers.forEach((l, i) => {
+    h = applyDense(tf, l, h);
+    const hidden = i < m.layers.length - 1;
+    if (hidden && m.norms) h = layerNorm(tf, h, m.norms[i]!);
+    if (hidden || mishOut) h = mish(tf, h);
+  });
+  return h;
+}
+
+/** Twin Q, each head concat(s, a) -> 3 x (Linear 256[, LayerNorm], Mish) -> 1. */
+function mishTwinQ(tf: Tf, obsDim: number, actDim: number, layerNorm = false, trainable = true): MishMlp[] {
+  return [mishMlp(tf, [obsDim + actDim, 256, 256, 256, 1], layerNorm, trainable), mishMlp(tf, [obsDim + actDim, 256, 256, 256, 1], layerNorm, trainable)];
+}
+
+function twinQForward(tf: Tf, q: MishMlp[], s: TfTensor, a: TfTensor): [TfTensor, TfTensor] {
+  const sa = tf.concat([s, a], 1);
+  return [applyMishMlp(tf, q[0]!, sa), applyMishMlp(tf, q[1]!, sa)];
+}
+
+/** Sinusoidal embedding (16) -> Linear 32 -> Mish -> Linear 16 (Diffusion-QL's time_mlp, DTQL's embed). */
+class TimeMlp {
+  readonly order: 'sin-cos' | 'cos-sin';
+  readonly freqs: TfTensor;
+  readonly fc: Dense[];
+
+  constructor(tf: Tf, order: 'sin-cos' | 'cos-sin', shift: 0 | 1, dim = 16) {
+    const half = dim / 2;
+    this.order = order;
+    this.freqs = tf.reshape(tf.tensor1d(Array.from({ length: half }, (_, i) => Math.exp((-i * Math.log(10000)) / (half - shift)))), [1, half]);
+    this.fc = [dense(tf, dim, 2 * dim), dense(tf, 2 * dim, dim)];
+  }
+
+  forward(tf: Tf, t: TfTensor): TfTensor {
+    const arg = tf.matMul(tf.reshape(t, [t.shape[0]!, 1]), this.freqs);
+    const parts = this.order === 'sin-cos' ? [tf.sin(arg), tf.cos(arg)] : [tf.cos(arg), tf.sin(arg)];
+    return applyDense(tf, this.fc[1]!, mish(tf, applyDense(tf, this.fc[0]!, tf.concat(parts, 1))));
+  }
+}
+
+/** Diffusion-QL's noise MLP (dql: [x, t_emb, s]) and EDP's (edp: [s, x, t_emb]): 3 x (256, Mish) -> act. */
+class NoiseNet {
+  readonly variant: 'dql' | 'edp';
+  readonly time: TimeMlp;
+  readonly body: MishMlp;
+
+  constructor(tf: Tf, obsDim: number, actDim: number, variant: 'dql' | 'edp') {
+    this.variant = variant;
+    this.time = variant === 'dql' ? new TimeMlp(tf, 'sin-cos', 1) : new TimeMlp(tf, 'cos-sin', 0);
+    this.body = mishMlp(tf, [obsDim + actDim + 16, 256, 256, 256, actDim]);
+  }
+
+  variables(): TfVariable[] {
+    return [...vars(this.time.fc), ...mishMlpVars(this.body)];
+  }
+
+  forward(tf: Tf, x: TfTensor, t: TfTensor, s: TfTensor): TfTensor {
+    const te = this.time.forward(tf, t);
+    return applyMishMlp(tf, this.body, tf.concat(this.variant === 'dql' ? [x, te, s] : [s, x, te], 1));
+  }
+}
+
+/** DTQL's EDM network F: Linear(concat[x, s, t_emb]) -> 3 x (Linear 256, Mish) -> act. */
+class DtqlDenoiser {
+  readonly time: TimeMlp;
+  readonly first: Dense;
+  readonly body: MishMlp;
+
+  constructor(tf: Tf, obsDim: number, actDim: number) {
+    this.time = new TimeMlp(tf, 'sin-cos', 1);
+    this.first = dense(tf, actDim + obsDim + 16, 256);
+    this.body = mishMlp(tf, [256, 256, 256, 256, actDim]);
+  }
+
+  variables(): TfVariable[] {
+    return [...vars(this.time.fc), ...vars([this.first]), ...mishMlpVars(this.body)];
+  }
+
+  forward(tf: Tf, x: TfTensor, t: TfTensor, s: TfTensor): TfTensor {
+    return applyMishMlp(tf, this.body, applyDense(tf, this.first, tf.concat([x, s, this.time.forward(tf, t)], 1)));
+  }
+}
+
+/** Ancestral sampling over the whole chain, the x0 estimate clipped to +-1 (Diffusion-QL's p_sample_loop). */
+function ddpmChain(tf: Tf, net: NoiseNet, s: TfTensor, tab: DdpmTable, actDim: number): TfTensor {
+  const rows = s.shape[0]!;
+  let x = tf.randomNormal([rows, actDim]);
+  for (let k = tab.T - 1; k >= 0; k--) {
+    const eps = net.forward(tf, x, tf.fill([rows], k), s);
+    const x0 = tf.clipByValue(tf.add(tf.mul(x, 1 / tab.sqrtAlphaBar[k]!), tf.mul(eps, -tab.sqrtOneMinusAlphaBar[k]! / tab.sqrtAlphaBar[k]!)), -1, 1);
+    x = tf.add(tf.mul(x0, tab.coef1[k]!), tf.mul(x, tab.coef2[k]!));
+    if (k > 0) x = tf.add(x, tf.mul(tf.randomNormal([rows, actDim]), tab.std[k]!));
+  }
+  return x;
+}
+
+/** DPM-Solver++ (EDP's 15 evaluations, singlestep order 3) as bench/peers_plan.ts lists its updates. */
+function dpmSample(tf: Tf, net: NoiseNet, s: TfTensor, plan: DpmUpdate[], actDim: number): TfTensor {
+  const rows = s.shape[0]!;
+  const pts: Record<string, TfTensor> = { x: tf.randomNormal([rows, actDim]) };
+  let d0: TfTensor | null = null;
+  for (const u of plan) {
+    const input = pts[u.input]!;
+    const eps = net.forward(tf, input, tf.fill([rows], u.time), s);
+    const d = tf.clipByValue(tf.add(tf.mul(input, u.pe), tf.mul(eps, u.qe)), -1, 1);
+    let out = tf.add(tf.mul(pts.x!, u.cx), tf.mul(d, u.cd));
+    if (u.cHist !== 0) out = tf.add(out, tf.mul(d0!, u.cHist));
+    if (u.saveD0) d0 = d;
+    pts[u.output] = u.clipOut ? tf.clipByValue(out, -1, 1) : out;
+  }
+  return pts.x!;
+}
+
+/** -mean Q_j / stopgrad(mean |Q_k|), head j drawn on the host (k = j: EDP; the other head: Diffusion-QL). */
+function randomHeadQLoss(tf: Tf, q1: TfTensor, q2: TfTensor, same: boolean): TfTensor {
+  const [a, b] = Math.random() < 0.5 ? [q1, q2] : [q2, q1];
+  return tf.neg(tf.div(tf.mean(a), stopGradient(tf, tf.mean(tf.abs(same ? a : b)))));
+}
+
+/** x as a constant of the tape (tfjs-core has no stop-gradient op: an identity whose gradient is zero). */
+function stopGradient(tf: Tf, x: TfTensor): TfTensor {
+  return tf.customGrad((y: TfTensor) => ({ value: tf.mul(y, 1), gradFunc: (dy: TfTensor) => tf.zerosLike(dy) }))(x);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The steps
 
 /** A case ready to time: `step` runs one training step, `sync` waits until every step so far has finished. */
 export interface PeerCase {
   step(): void;
+  /** The diffusion-policy steps: one step, its losses read back (bench/peers.ts --check). */
+  check?(): Promise<Record<string, number>>;
   sync(): Promise<void>;
   dispose(): void;
 }
@@ -236,21 +403,35 @@ export interface PeerSizes {
   obsDim: number;
   actDim: number;
   transitions: number;
+  /** Constants of the diffusion-policy steps (bench/peers_plan.ts), needed by dtql-step, edp-step and dql-step. */
+  tables?: PeerTables;
 }
 
 const BETA0 = 0.1;
 const BETA1 = 20;
 
-function adamW(tf: Tf, lr: number, weightDecay: number, params: TfVariable[]) {
+/**
+ * Adam(W) over `params`: minimize takes the gradients of the loss with respect to them only (other variables on
+ * the way are constants), clips them to a global norm when clip > 0 (as torch's clip_grad_norm_: scale
+ * min(1, clip / (norm + 1e-6)), computed on the device), and returns the loss (disposed by the caller's tidy).
+ */
+function adamW(tf: Tf, lr: number, weightDecay: number, params: TfVariable[], clip = 0) {
   const opt = tf.train.adam(lr, 0.9, 0.999, 1e-8);
   return {
     opt,
-    minimize(loss: () => TfTensor): void {
+    minimize(loss: () => TfTensor): TfTensor {
       const { value, grads } = tf.variableGrads(loss, params);
+      if (clip > 0) {
+        const names = Object.keys(grads);
+        const norm = tf.sqrt(names.map((n) => tf.sum(tf.square(grads[n]!))).reduce((a, b) => tf.add(a, b)));
+        const scale = tf.minimum(tf.div(clip, tf.add(norm, 1e-6)), 1);
+        for (const n of names) grads[n] = tf.mul(grads[n]!, scale);
+      }
       // decoupled decay as torch.optim.AdamW: p <- p (1 - lr wd), then the Adam update
       if (weightDecay > 0) for (const p of params) p.assign(tf.mul(p, 1 - lr * weightDecay));
       opt.applyGradients(grads);
-      tf.dispose([value, grads]);
+      tf.dispose(Object.values(grads));
+      return value;
     },
   };
 }
@@ -266,7 +447,30 @@ function vpNoise(tf: Tf, x0: TfTensor, tMin: number, tMax: number) {
   return { xt: tf.add(tf.mul(alpha, x0), tf.mul(tf.sqrt(sigma2), z)), t, z, sigma2 };
 }
 
-export type PeerCaseName = 'iql-critic' | 'srpo-behavior-2048' | 'srpo-behavior-256' | 'srpo-actor' | 'matmul-1024';
+export type PeerCaseName = 'iql-critic' | 'srpo-behavior-2048' | 'srpo-behavior-256' | 'srpo-actor' | 'dtql-step' | 'edp-step' | 'dql-step' | 'matmul-1024';
+
+function tablesOf(sizes: PeerSizes): PeerTables {
+  if (!sizes.tables) throw new Error('the diffusion-policy steps need the tables of bench/peers_plan.ts');
+  return sizes.tables;
+}
+
+/** A case whose step is `once` in a tidy scope; check() runs it once and reads its losses back. */
+function withOnce(tf: Tf, c: PeerCase, once: () => Record<string, TfTensor>, disposeOptimizers: () => void): PeerCase {
+  const disposeHeld = c.dispose;
+  c.step = () => tf.dispose(tf.tidy(once));
+  c.check = async () => {
+    const losses = tf.tidy(once);
+    const out: Record<string, number> = {};
+    for (const [k, t] of Object.entries(losses)) out[k] = (await t.data())[0]!;
+    tf.dispose(losses);
+    return out;
+  };
+  c.dispose = () => {
+    disposeOptimizers();
+    disposeHeld();
+  };
+  return c;
+}
 
 export function tfjsCase(tf: Tf, name: PeerCaseName, sizes: PeerSizes): PeerCase {
   const { obsDim, actDim, transitions } = sizes;
@@ -389,6 +593,127 @@ export function tfjsCase(tf: Tf, name: PeerCaseName, sizes: PeerSizes): PeerCase
       };
       return done;
     }
+    case 'dtql-step': {
+      const { edm } = tablesOf(sizes);
+      const q = mishTwinQ(tf, obsDim, actDim, true);
+      const qTarget = mishTwinQ(tf, obsDim, actDim, true, false);
+      const v = mishMlp(tf, [obsDim, 256, 256, 256, 1]);
+      const behavior = new DtqlDenoiser(tf, obsDim, actDim);
+      keep(behavior.time.freqs);
+      const actor = mlp(tf, [obsDim, 256, 256, 256, 2 * actDim]);
+      const qVars = own(q.flatMap(mishMlpVars));
+      const targetVars = own(qTarget.flatMap(mishMlpVars));
+      const vVars = own(mishMlpVars(v));
+      const bVars = own(behavior.variables());
+      const aVars = own(vars(actor));
+      tf.tidy(() => targetVars.forEach((t, i) => t.assign(qVars[i]!)));
+      const qOpt = adamW(tf, 3e-4, 0, qVars);
+      const vOpt = adamW(tf, 3e-4, 0, vVars);
+      const bOpt = adamW(tf, 1e-4, 0, bVars);
+      const aOpt = adamW(tf, 1e-4, 0, aVars);
+      const [expectile, tau, alpha, sd] = [0.7, 0.005, 5, edm.sigmaData];
+      // sigma from the truncated log-logistic, D = clip(c_skip x_t + c_out F(c_in x_t, ln(sigma)/4)), mean ((D - x0)/c_out)^2
+      const edmLoss = (x0: TfTensor, s: TfTensor) => {
+        const rows = x0.shape[0]!;
+        const u = tf.add(tf.mul(tf.randomUniform([rows, 1]), edm.cdfHi - edm.cdfLo), edm.cdfLo);
+        const sigma = tf.exp(tf.add(tf.mul(tf.log(tf.div(u, tf.sub(1, u))), edm.scale), edm.loc));
+        const xt = tf.add(x0, tf.mul(sigma, tf.randomNormal(x0.shape)));
+        const r = tf.sqrt(tf.add(tf.square(sigma), sd * sd));
+        const cOut = tf.div(tf.mul(sigma, sd), r);
+        const f = behavior.forward(tf, tf.div(xt, r), tf.reshape(tf.mul(tf.log(sigma), 0.25), [rows]), s);
+        const d = tf.clipByValue(tf.add(tf.mul(tf.div(sd * sd, tf.square(r)), xt), tf.mul(cOut, f)), -1, 1);
+        return tf.mean(tf.square(tf.div(tf.sub(d, x0), cOut)));
+      };
+      last = aVars[aVars.length - 1]!;
+      const once = () => {
+        const [obs, act, rew, nextObs, notDone] = sample(256) as [TfTensor, TfTensor, TfTensor, TfTensor, TfTensor];
+        // critic: V to the online min Q by expectile and Q to r + 0.99 V(s'), one gradient of the sum, two Adam steps
+        const target = tf.add(rew, tf.mul(tf.mul(notDone, applyMishMlp(tf, v, nextObs)), 0.99));
+        const { value: criticLoss, grads } = tf.variableGrads(() => {
+          const [q1, q2] = twinQForward(tf, q, obs, act);
+          const u = tf.sub(stopGradient(tf, tf.minimum(q1, q2)), applyMishMlp(tf, v, obs));
+          const vLoss = tf.mean(tf.add(tf.mul(tf.square(tf.relu(u)), expectile), tf.mul(tf.square(tf.relu(tf.neg(u))), 1 - expectile)));
+          const qLoss = tf.add(tf.mean(tf.square(tf.sub(q1, target))), tf.mean(tf.square(tf.sub(q2, target))));
+          return tf.add(vLoss, qLoss);
+        }, [...vVars, ...qVars]);
+        const part = (vs: TfVariable[]) => Object.fromEntries(vs.map((x) => [x.name, grads[x.name]!]));
+        vOpt.opt.applyGradients(part(vVars));
+        qOpt.opt.applyGradients(part(qVars));
+        targetVars.forEach((t, i) => t.assign(tf.add(tf.mul(t, 1 - tau), tf.mul(qVars[i]!, tau))));
+        const bcLoss = bOpt.minimize(() => edmLoss(act, obs));
+        // one-step actor: alpha L_TR(a) - mean min Q(s, a); only the actor's variables get gradients
+        const actorLoss = aOpt.minimize(() => {
+          const [mu, logStd] = tf.split(applyMlp(tf, actor, obs), [actDim, actDim], 1) as [TfTensor, TfTensor];
+          const a = tf.tanh(tf.add(mu, tf.mul(tf.exp(tf.clipByValue(logStd, -5, 2)), tf.randomNormal(mu.shape))));
+          const [q1, q2] = twinQForward(tf, q, obs, a);
+          return tf.sub(tf.mul(edmLoss(a, obs), alpha), tf.mean(tf.minimum(q1, q2)));
+        });
+        return { criticLoss, bcLoss, actorLoss };
+      };
+      return withOnce(tf, done, once, () => [qOpt, vOpt, bOpt, aOpt].forEach((o) => o.opt.dispose()));
+    }
+    case 'edp-step':
+    case 'dql-step': {
+      // Diffusion-QL (T 5, Q term through the whole chain) and EDP-TD3 (T 100, action approximation): the critic on
+      // targets from the target policy (DDPM chain; DPM-Solver++ 15), Polyak; the policy step; both clipped to
+      // gradient norm 9 (hopper-medium-v2). The target policy's update (every 5th step) is outside the timed step,
+      // as on the engine side.
+      const kind = name === 'dql-step' ? 'dql' : 'edp';
+      const tables = tablesOf(sizes);
+      const tab = tables[kind];
+      const actor = new NoiseNet(tf, obsDim, actDim, kind);
+      const target = new NoiseNet(tf, obsDim, actDim, kind);
+      keep(actor.time.freqs);
+      keep(target.time.freqs);
+      const q = mishTwinQ(tf, obsDim, actDim);
+      const qTarget = mishTwinQ(tf, obsDim, actDim, false, false);
+      const aVars = own(actor.variables());
+      const tVars = own(target.variables());
+      const qVars = own(q.flatMap(mishMlpVars));
+      const qtVars = own(qTarget.flatMap(mishMlpVars));
+      tf.tidy(() => {
+        tVars.forEach((t, i) => t.assign(aVars[i]!));
+        qtVars.forEach((t, i) => t.assign(qVars[i]!));
+      });
+      const aOpt = adamW(tf, 3e-4, 0, aVars, 9);
+      const qOpt = adamW(tf, 3e-4, 0, qVars, 9);
+      const sab = keep(tf.tensor1d(tab.sqrtAlphaBar));
+      const s1m = keep(tf.tensor1d(tab.sqrtOneMinusAlphaBar));
+      const tau = 0.005;
+      last = aVars[aVars.length - 1]!;
+      const once = () => {
+        const [obs, act, rew, nextObs, notDone] = sample(256) as [TfTensor, TfTensor, TfTensor, TfTensor, TfTensor];
+        const nextA = kind === 'dql' ? ddpmChain(tf, target, nextObs, tables.dql, actDim) : dpmSample(tf, target, nextObs, tables.edp.dpm, actDim);
+        const [n1, n2] = twinQForward(tf, qTarget, nextObs, nextA);
+        const y = tf.add(rew, tf.mul(tf.mul(notDone, tf.minimum(n1, n2)), 0.99));
+        const qLoss = qOpt.minimize(() => {
+          const [q1, q2] = twinQForward(tf, q, obs, act);
+          return tf.add(tf.mean(tf.square(tf.sub(q1, y))), tf.mean(tf.square(tf.sub(q2, y))));
+        });
+        qtVars.forEach((t, i) => t.assign(tf.add(tf.mul(t, 1 - tau), tf.mul(qVars[i]!, tau))));
+        const k = tf.randomUniform([256], 0, tab.T, 'int32');
+        const a1 = tf.reshape(tf.gather(sab, k), [256, 1]);
+        const s1 = tf.reshape(tf.gather(s1m, k), [256, 1]);
+        const z = tf.randomNormal([256, actDim]);
+        const xk = tf.add(tf.mul(a1, act), tf.mul(s1, z));
+        const time = tf.cast(k, 'float32');
+        let diffLoss: TfTensor | null = null;
+        const actorLoss = aOpt.minimize(() => {
+          const eps = actor.forward(tf, xk, time, obs);
+          // kept out of the gradient's scope, so the step can return it
+          const diff = (diffLoss = tf.keep(tf.mean(tf.square(tf.sub(eps, z)))));
+          if (kind === 'dql') {
+            const [q1, q2] = twinQForward(tf, q, obs, ddpmChain(tf, actor, obs, tables.dql, actDim));
+            return tf.add(diff, randomHeadQLoss(tf, q1, q2, false));
+          }
+          const a0 = tf.clipByValue(tf.div(tf.sub(xk, tf.mul(s1, eps)), a1), -1, 1);
+          const [q1, q2] = twinQForward(tf, q, obs, a0);
+          return tf.add(diff, tf.mul(randomHeadQLoss(tf, q1, q2, true), 2));
+        });
+        return { qLoss, actorLoss, diffLoss: diffLoss! };
+      };
+      return withOnce(tf, done, once, () => [aOpt, qOpt].forEach((o) => o.opt.dispose()));
+    }
     case 'matmul-1024': {
       const a = keep(tf.randomNormal([1024, 1024]));
       const b = keep(tf.randomNormal([1024, 1024]));
@@ -406,5 +731,81 @@ export function tfjsCase(tf: Tf, name: PeerCaseName, sizes: PeerSizes): PeerCase
       };
       return done;
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// --check: the networks of the diffusion-policy steps on formula weights and inputs
+
+function formulaDense(tf: Tf, l: Dense): void {
+  const [inputs, outputs] = l.w.shape as [number, number];
+  const w = new Array<number>(inputs * outputs);
+  for (let i = 0; i < inputs; i++) for (let j = 0; j < outputs; j++) w[i * outputs + j] = checkWeight(outputs, inputs, j, i);
+  tf.tidy(() => {
+    l.w.assign(tf.reshape(tf.tensor1d(w), [inputs, outputs]));
+    l.b.assign(tf.tensor1d(Array.from({ length: outputs }, (_, j) => checkBias(outputs, j))));
+  });
+}
+
+function formulaMishMlp(tf: Tf, m: MishMlp): void {
+  m.layers.forEach((l) => formulaDense(tf, l));
+  for (const n of m.norms ?? []) {
+    const d = n.gamma.shape[0]!;
+    tf.tidy(() => {
+      n.gamma.assign(tf.tensor1d(Array.from({ length: d }, (_, j) => checkGamma(j))));
+      n.beta.assign(tf.tensor1d(Array.from({ length: d }, (_, j) => checkBeta(j))));
+    });
+  }
+}
+
+/**
+ * The networks of a diffusion-policy step (the classes its step uses) with the formula weights of
+ * bench/peers_plan.ts, evaluated on its formula inputs: each output flattened row-major.
+ */
+export async function tfjsForwards(tf: Tf, name: PeerCaseName, obsDim: number, actDim: number): Promise<Record<string, number[]>> {
+  const kind = name === 'dtql-step' ? 'dtql' : name === 'edp-step' ? 'edp' : 'dql';
+  const inp = checkInputs(obsDim, actDim, kind);
+  const rows = CHECK_ROWS;
+  const owned: TfTensor[] = [];
+  const outputs: Record<string, TfTensor> = {};
+  const s = tf.reshape(tf.tensor1d(inp.s), [rows, obsDim]);
+  const a = tf.reshape(tf.tensor1d(inp.a), [rows, actDim]);
+  const t = tf.tensor1d(inp.t);
+  owned.push(s, a, t);
+  try {
+    if (kind === 'dtql') {
+      const q = mishTwinQ(tf, obsDim, actDim, true);
+      const v = mishMlp(tf, [obsDim, 256, 256, 256, 1]);
+      const behavior = new DtqlDenoiser(tf, obsDim, actDim);
+      const actor = mlp(tf, [obsDim, 256, 256, 256, 2 * actDim]);
+      owned.push(...q.flatMap(mishMlpVars), ...mishMlpVars(v), ...behavior.variables(), behavior.time.freqs, ...vars(actor));
+      q.forEach((h) => formulaMishMlp(tf, h));
+      formulaMishMlp(tf, v);
+      behavior.time.fc.forEach((l) => formulaDense(tf, l));
+      formulaDense(tf, behavior.first);
+      formulaMishMlp(tf, behavior.body);
+      actor.forEach((l) => formulaDense(tf, l));
+      [outputs.q1, outputs.q2] = twinQForward(tf, q, s, a);
+      outputs.v = applyMishMlp(tf, v, s);
+      outputs.denoiser = behavior.forward(tf, a, t, s);
+      outputs.actor = applyMlp(tf, actor, s);
+    } else {
+      const net = new NoiseNet(tf, obsDim, actDim, kind);
+      owned.push(...net.variables(), net.time.freqs);
+      net.time.fc.forEach((l) => formulaDense(tf, l));
+      formulaMishMlp(tf, net.body);
+      outputs.eps = net.forward(tf, a, t, s);
+      if (kind === 'edp') {
+        const q = mishTwinQ(tf, obsDim, actDim);
+        owned.push(...q.flatMap(mishMlpVars));
+        q.forEach((h) => formulaMishMlp(tf, h));
+        [outputs.q1, outputs.q2] = twinQForward(tf, q, s, a);
+      }
+    }
+    const out: Record<string, number[]> = {};
+    for (const [k, x] of Object.entries(outputs)) out[k] = Array.from(await x.data());
+    return out;
+  } finally {
+    tf.dispose([...owned, ...Object.values(outputs)]);
   }
 }
