@@ -40,7 +40,7 @@ import { makeEnv } from '../envs/registry.ts';
 import { collect, episodeReturns } from './collect.ts';
 import { writeD4RL, type D4RLData } from './d4rl.ts';
 import { REFERENCE_SCORES, normalizedScore, referenceFamily, type ReferenceScore } from './presets.ts';
-import { TransitionLog, episodeRows, type TransitionChunk } from './transition-log.ts';
+import { TransitionLog, episodeRows, type PhysicsColumns, type TransitionChunk } from './transition-log.ts';
 
 /** Recorded with every dataset as metadata/created_by. */
 export const RECIPE_CREATED_BY = 'webdiffuser datasets/recipe.ts';
@@ -133,6 +133,59 @@ export function concatD4RL(parts: readonly D4RLData[], metadata?: D4RLData['meta
   }
   if (metadata) out.metadata = metadata;
   return out;
+}
+
+/**
+ * The simulator state (qpos, qvel) before each of the first `rows` logged transitions, recovered by replaying
+ * every environment copy's logged actions in a fresh copy: copy i made with seed + i and reset with seed + i,
+ * later episodes reset without a seed (continuing its stream), as the online loop's VecEnv does. The
+ * simulators are deterministic, so each replayed observation, reward and flag must equal the logged one; the
+ * first difference is returned as an error instead (e.g. a loop that seeds its copies differently).
+ */
+export async function replayPhysics(log: TransitionLog, envId: string, seed: number, rows = log.size): Promise<PhysicsColumns | { error: string }> {
+  const c = log.columns(rows);
+  const { obsDim, actDim } = log;
+  const copies = new Map<number, { env: Env; obs: Float64Array }>();
+  let qpos: Float32Array | null = null;
+  let qvel: Float32Array | null = null;
+  let nq = 0;
+  let nv = 0;
+  try {
+    for (let i = 0; i < rows; i++) {
+      const index = c.envIndex[i]!;
+      let copy = copies.get(index);
+      if (!copy) {
+        const env = await makeEnv(envId, { seed: seed + index });
+        copy = { env, obs: env.reset(seed + index) };
+        copies.set(index, copy);
+      }
+      const { env } = copy;
+      if (!env.physicsState) return { error: `${envId} has no simulator state` };
+      const state = env.physicsState();
+      if (!qpos || !qvel) {
+        nq = state.qpos.length;
+        nv = state.qvel.length;
+        qpos = new Float32Array(rows * nq);
+        qvel = new Float32Array(rows * nv);
+      }
+      for (let j = 0; j < obsDim; j++) {
+        if (Math.fround(copy.obs[j]!) !== c.observations[i * obsDim + j]) {
+          return { error: `replaying copy ${index} gives observation ${copy.obs[j]} at log row ${i} (dimension ${j}), the log holds ${c.observations[i * obsDim + j]}` };
+        }
+      }
+      qpos.set(state.qpos, i * nq);
+      qvel.set(state.qvel, i * nv);
+      const r = env.step(c.actions.subarray(i * actDim, (i + 1) * actDim));
+      if (Math.fround(r.reward) !== c.rewards[i] || (r.terminated ? 1 : 0) !== c.terminals[i]) {
+        return { error: `replaying copy ${index} gives reward ${r.reward} (terminated ${r.terminated}) at log row ${i}, the log holds ${c.rewards[i]} (${c.terminals[i]})` };
+      }
+      copy.obs = r.terminated || r.truncated ? env.reset() : r.obs;
+    }
+  } finally {
+    for (const { env } of copies.values()) env.close();
+  }
+  if (!qpos || !qvel) return { error: 'no rows to replay' };
+  return { qpos, qvel, nq, nv };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -389,7 +442,14 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   await write('medium', mediumData, policyFiles.medium);
 
   const replayRows = Math.min(mediumSnap.envSteps, log.size);
-  const replay = episodeRows(log, replayRows);
+  // the loop hands over no simulator state: recover it by replaying the logged actions (checked row by row)
+  let physics: PhysicsColumns | undefined;
+  if (!log.columns(0).qpos) {
+    const replayed = await replayPhysics(log, envId, online.seed, settings.fullReplay ? log.size : replayRows);
+    if ('error' in replayed) say(`note: replay datasets written without infos/qpos, infos/qvel: ${replayed.error}`);
+    else physics = replayed;
+  }
+  const replay = episodeRows(log, replayRows, physics);
   replay.data.metadata = common({
     policy: 'medium-replay', iteration: mediumSnap.updates, env_steps: replayRows, eval_return_mean: mediumSnap.evalMean,
     policy_file: policyFiles.medium, num_steps: replayRows, num_episodes: replay.completeReturns.length, episodes_cut: replay.cut,
@@ -404,7 +464,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   }));
   await write('medium-expert', mediumExpert, null);
   if (settings.fullReplay) {
-    const full = episodeRows(log);
+    const full = episodeRows(log, log.size, physics);
     full.data.metadata = common({
       policy: 'full-replay', iteration: training.updates, env_steps: log.size, num_steps: log.size,
       num_episodes: full.completeReturns.length, episodes_cut: full.cut, num_envs: online.numEnvs, warmup_steps: online.warmupSteps,

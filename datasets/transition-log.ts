@@ -140,6 +140,14 @@ export class TransitionLog {
   }
 }
 
+/** Simulator state per log row, in collection order: nq and nv values per row. */
+export interface PhysicsColumns {
+  qpos: Float32Array;
+  qvel: Float32Array;
+  nq: number;
+  nv: number;
+}
+
 export interface EpisodeRows {
   data: D4RLData;
   /** order[i] = the log row that became row i of the data. */
@@ -156,10 +164,10 @@ export interface EpisodeRows {
  * terminals and timeouts, episodes ordered by the log row of their first step (ties cannot happen: one row
  * starts at most one episode) and laid out whole. An episode still running at the end of the window is kept
  * with a timeout on its last row (it was cut, not terminated). A row flagged both terminal and timeout counts
- * as terminal.
+ * as terminal. `physics` supplies qpos/qvel per log row (in collection order) when the log has none.
  */
-export function episodeRows(log: TransitionLog, rows = log.size): EpisodeRows {
-  const c = log.columns(rows);
+export function episodeRows(log: TransitionLog, rows = log.size, physics?: PhysicsColumns): EpisodeRows {
+  const c = { ...log.columns(rows), ...(physics ? { qpos: physics.qpos.subarray(0, rows * physics.nq), qvel: physics.qvel.subarray(0, rows * physics.nv) } : {}) };
   const { obsDim, actDim } = log;
   const open = new Map<number, number[]>();
   const closed: Array<{ rows: number[]; cut: boolean }> = [];
@@ -191,8 +199,8 @@ export function episodeRows(log: TransitionLog, rows = log.size): EpisodeRows {
     timeouts: new Uint8Array(rows),
     nextObservations: new Float32Array(rows * obsDim),
   };
-  const nq = c.qpos ? c.qpos.length / Math.max(1, rows) : 0;
-  const nv = c.qvel ? c.qvel.length / Math.max(1, rows) : 0;
+  const nq = physics ? physics.nq : c.qpos ? c.qpos.length / Math.max(1, rows) : 0;
+  const nv = physics ? physics.nv : c.qvel ? c.qvel.length / Math.max(1, rows) : 0;
   const qpos = c.qpos ? new Float32Array(rows * nq) : null;
   const qvel = c.qvel ? new Float32Array(rows * nv) : null;
   const completeReturns: number[] = [];

@@ -23,7 +23,7 @@ import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, typ
 import type { RunContext } from '../algorithms/common/offline.ts';
 import { makeVecEnv } from '../envs/registry.ts';
 import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';
-import { concatD4RL, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
+import { concatD4RL, replayPhysics, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
 import { TransitionLog, episodeRows, type TransitionChunk } from '../datasets/transition-log.ts';
 
 const t = suite('recipe');
@@ -218,6 +218,14 @@ t('medium-replay is the hook transitions up to the medium point, regrouped into 
     if (replay.timeouts[k]) continue;
     assert.equal(Array.from(replay.nextObservations!.subarray(3 * k, 3 * k + 3)), Array.from(replay.observations.subarray(3 * k + 3, 3 * k + 6)), `row ${k} continuity`);
   }
+  // simulator state recovered by replaying the logged actions: Pendulum's qpos = theta, qvel = thetadot
+  assert.equal(replay.infos!['qpos']!.shape, [450, 1]);
+  assert.equal(replay.infos!['qvel']!.shape, [450, 1]);
+  for (let k = 0; k < replay.size; k++) {
+    const theta = replay.infos!['qpos']!.data[k]!;
+    assert.ok(Math.abs(Math.cos(theta) - replay.observations[3 * k]!) < 1e-5 && Math.abs(Math.sin(theta) - replay.observations[3 * k + 1]!) < 1e-5, `row ${k} qpos`);
+    assert.is(replay.infos!['qvel']!.data[k], replay.observations[3 * k + 2], `row ${k} qvel`);
+  }
   assert.is(replay.metadata!['episodes_cut'], 2);
   assert.is(replay.metadata!['num_episodes'], 2);
 });
@@ -284,7 +292,12 @@ t('runs with the real online loop: the hook transitions up to the first evaluati
     assert.is(res.final.updates, 180);
     assert.equal(res.training.evals.map((e) => e.envSteps), [120, 240]);
     const replay = await readD4RL(join(loopDir, 'pendulum-medium-replay.hdf5'));
-    assertSameData(episodeRows(log, 120).data, { ...replay, metadata: undefined }, 'loop medium-replay');
+    const { infos, ...rest } = replay;
+    assertSameData(episodeRows(log, 120).data, { ...rest, metadata: undefined }, 'loop medium-replay');
+    assert.equal(Object.keys(infos ?? {}).sort(), ['qpos', 'qvel'], 'simulator state replayed from the real loop');
+    // a replay that does not reproduce the logged observations says so instead of inventing a state
+    const wrong = await replayPhysics(log, 'Pendulum-v1', online.seed + 1, 120);
+    assert.ok('error' in wrong && /observation/.test(wrong.error), JSON.stringify(wrong).slice(0, 200));
     assert.equal(Array.from(replay.timeouts).flatMap((v, k) => (v ? [k] : [])), [39, 79, 119]); // three copies cut after 40 steps each
     for (const kind of KINDS) validateD4RL(await readD4RL(join(loopDir, `pendulum-${kind}.hdf5`)), kind);
     assert.is(res.data!['medium-expert']!.size, 120);
