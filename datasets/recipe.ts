@@ -232,7 +232,7 @@ export interface DatasetSummary {
   name: string;
   file: string;
   rows: number;
-  /** Complete episodes (ended by a terminal or timeout that the environment produced). */
+  /** Complete episodes: ended by a terminal or the time limit (not by the end of the data or of a replay window). */
   episodes: number;
   returnMean: number;
   returnStd: number;
@@ -276,9 +276,11 @@ function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Mean return and normalised score of a dataset's complete episodes. */
-export function datasetStats(data: D4RLData, env: string): { episodes: number; returnMean: number; returnStd: number; normalizedScore: number | null } {
-  const returns = episodeReturns(data);
+/**
+ * Mean return and normalised score of a dataset's episodes: those ending in a terminal or timeout, or the
+ * given returns (a replay dataset passes its complete episodes, leaving out those cut by the window).
+ */
+export function datasetStats(data: D4RLData, env: string, returns = episodeReturns(data)): { episodes: number; returnMean: number; returnStd: number; normalizedScore: number | null } {
   const { mean, std } = meanStd(returns);
   const ref = referenceFor(env);
   return { episodes: returns.length, returnMean: mean, returnStd: std, normalizedScore: ref && returns.length > 0 ? normalizedScore(ref, mean) : null };
@@ -395,13 +397,13 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   const snapMeta = (snap: Snapshot, policyFile: string) => ({
     iteration: snap.updates, env_steps: snap.envSteps, eval_return_mean: snap.evalMean, policy_file: policyFile, explore,
   });
-  const write = async (kind: DatasetKind, data: D4RLData, policyFile: string | null) => {
+  const write = async (kind: DatasetKind, data: D4RLData, policyFile: string | null, completeReturns?: number[]) => {
     const name = `${prefix}-${kind}`;
     const file = `${name}.hdf5`;
     const path = join(dir, file);
     await writeD4RL(path, data, { compression });
     const bytes = readFileSync(path);
-    const entry: DatasetSummary = { kind, name, file, rows: data.size, ...datasetStats(data, envId), policyFile, bytes: bytes.length, sha256: sha256(bytes) };
+    const entry: DatasetSummary = { kind, name, file, rows: data.size, ...datasetStats(data, envId, completeReturns), policyFile, bytes: bytes.length, sha256: sha256(bytes) };
     files.push(entry);
     if (opts.keepData) kept[kind] = data;
     say(`wrote ${path}: ${entry.rows} rows, ${entry.episodes} episodes, return ${formatFixed(entry.returnMean, 1)}` +
@@ -455,7 +457,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
     policy_file: policyFiles.medium, num_steps: replayRows, num_episodes: replay.completeReturns.length, episodes_cut: replay.cut,
     num_envs: online.numEnvs, warmup_steps: online.warmupSteps,
   });
-  await write('medium-replay', replay.data, policyFiles.medium);
+  await write('medium-replay', replay.data, policyFiles.medium, replay.completeReturns);
   await write('expert', expert, policyFiles.expert);
   const mediumExpert = concatD4RL([mediumData, expert], common({
     policy: 'medium-expert', medium_rows: mediumData.size, expert_rows: expert.size, num_steps: mediumData.size + expert.size,
@@ -469,7 +471,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
       policy: 'full-replay', iteration: training.updates, env_steps: log.size, num_steps: log.size,
       num_episodes: full.completeReturns.length, episodes_cut: full.cut, num_envs: online.numEnvs, warmup_steps: online.warmupSteps,
     });
-    await write('full-replay', full.data, policyFiles.expert);
+    await write('full-replay', full.data, policyFiles.expert, full.completeReturns);
   }
   const collectMs = performance.now() - t1;
 

@@ -228,6 +228,10 @@ t('medium-replay is the hook transitions up to the medium point, regrouped into 
   }
   assert.is(replay.metadata!['episodes_cut'], 2);
   assert.is(replay.metadata!['num_episodes'], 2);
+  const entry = result.files.find((f) => f.kind === 'medium-replay')!;
+  assert.is(entry.episodes, 2, 'cut episodes are left out of the summary');
+  const whole = [0, 200].map((a) => replay.rewards.subarray(a, a + 200).reduce((x, y) => x + y, 0));
+  assert.ok(Math.abs(entry.returnMean - (whole[0]! + whole[1]!) / 2) < 1e-3, `${entry.returnMean} vs ${whole}`);
 });
 
 t('medium and expert rows come from the snapshots taken at the medium evaluation and at the end', () => {
