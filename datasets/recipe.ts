@@ -215,6 +215,11 @@ export interface RecipeSettings {
    * snapshot), or 'actor' the policy network alone. Both files are written either way.
    */
   restore?: 'agent' | 'actor';
+  /**
+   * Which policy makes the expert rows: 'final' (default, as D4RL: the policy at the end of training) or
+   * 'best' (the policy of the best evaluation, for runs whose last evaluations fall back).
+   */
+  expert?: 'final' | 'best';
 }
 
 export interface Snapshot {
@@ -249,6 +254,8 @@ export interface RecipeResult {
   files: DatasetSummary[];
   medium: { reached: boolean; targetReturn: number; rule: string; envSteps: number; updates: number; evalMean: number; replayRows: number };
   final: { envSteps: number; updates: number; evalMean: number | null };
+  /** The policy of the expert rows: the final one, or the best evaluation with settings.expert 'best'. */
+  expert: { source: 'final' | 'best'; envSteps: number; updates: number; evalMean: number };
   training: OnlineResult;
   timings: { trainMs: number; collectMs: number; totalMs: number };
   manifest: string;
@@ -332,6 +339,8 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   const log = new TransitionLog(agent.obsDim, agent.actDim);
   let medium: Snapshot | null = null;
   let best: Snapshot | null = null;
+  let bestOverall: Snapshot | null = null;
+  const expertChoice = settings.expert ?? 'final';
   const snapshot = async (r: { envSteps: number; mean: number; std: number }, updates: number): Promise<Snapshot> => ({
     envSteps: r.envSteps,
     updates,
@@ -343,14 +352,18 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   const hooks: OnlineHooks = {
     onTransitions: (t) => log.append(t as TransitionChunk),
     onEvaluation: async (r) => {
-      if (medium) return;
-      if (r.mean >= target.value) {
-        medium = await snapshot(r, updatesAt(r.envSteps));
-        best = null;
-        say(`medium policy: evaluation return ${formatFixed(r.mean, 1)} at ${r.envSteps} env steps (target ${formatFixed(target.value, 1)})`);
-      } else if (best === null || r.mean > best.evalMean) {
-        best = await snapshot(r, updatesAt(r.envSteps));
+      let taken: Snapshot | null = null;
+      const take = async () => (taken ??= await snapshot(r, updatesAt(r.envSteps)));
+      if (!medium) {
+        if (r.mean >= target.value) {
+          medium = await take();
+          best = null;
+          say(`medium policy: evaluation return ${formatFixed(r.mean, 1)} at ${r.envSteps} env steps (target ${formatFixed(target.value, 1)})`);
+        } else if (best === null || r.mean > best.evalMean) {
+          best = await take();
+        }
       }
+      if (expertChoice === 'best' && (bestOverall === null || r.mean > bestOverall.evalMean)) bestOverall = await take();
     },
   };
   const train = opts.train ?? trainOnline;
@@ -368,6 +381,10 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
       `(return ${formatFixed(medium.evalMean, 1)} at ${medium.envSteps} env steps)`);
   }
   const mediumSnap: Snapshot = medium;
+  const expertSnap: Snapshot = expertChoice === 'best' ? ((bestOverall as Snapshot | null) ?? final) : final;
+  if (expertChoice === 'best') {
+    say(`expert policy: the best evaluation, return ${formatFixed(expertSnap.evalMean, 1)} at ${expertSnap.envSteps} env steps (final: ${formatFixed(final.evalMean, 1)})`);
+  }
 
   // ---- policy files
   const writeBytes = (file: string, bytes: Uint8Array) => writeFileSync(join(dir, file), bytes);
@@ -376,11 +393,13 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
     mediumAgent: `${prefix}-medium-agent.safetensors`,
     expert: `${prefix}-expert-policy.safetensors`,
     expertAgent: `${prefix}-expert-agent.safetensors`,
+    finalAgent: expertSnap === final ? `${prefix}-expert-agent.safetensors` : `${prefix}-final-agent.safetensors`,
   };
   writeBytes(policyFiles.medium, mediumSnap.actor);
   writeBytes(policyFiles.mediumAgent, mediumSnap.agent);
-  writeBytes(policyFiles.expert, final.actor);
-  writeBytes(policyFiles.expertAgent, final.agent);
+  writeBytes(policyFiles.expert, expertSnap.actor);
+  writeBytes(policyFiles.expertAgent, expertSnap.agent);
+  if (expertSnap !== final) writeBytes(policyFiles.finalAgent, final.agent);
   const load = (snap: Snapshot, agentFile: string) => {
     if (restore === 'agent') loadCheckpoint(join(dir, agentFile), { modules: agent.parts.modules });
     else loadModule(agent.actor, snap.actor);
@@ -434,13 +453,14 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   random.metadata = { ...random.metadata, policy: 'random' };
   await write('random', random, null);
 
-  say(`collecting ${settings.size} rows with the final policy`);
-  load(final, policyFiles.expertAgent);
-  const expert = await collectWith('expert', agentPolicy(agent, space.actionLow, space.actionHigh, explore), 3_000_000, 'expert', common(snapMeta(final, policyFiles.expert)));
+  say(`collecting ${settings.size} rows with the ${expertChoice === 'best' ? 'best evaluated' : 'final'} policy`);
+  load(expertSnap, policyFiles.expertAgent);
+  const expert = await collectWith('expert', agentPolicy(agent, space.actionLow, space.actionHigh, explore), 3_000_000, 'expert',
+    common({ ...snapMeta(expertSnap, policyFiles.expert), expert_policy: expertChoice }));
   say(`collecting ${settings.size} rows with the medium policy`);
   load(mediumSnap, policyFiles.mediumAgent);
   const mediumData = await collectWith('medium', agentPolicy(agent, space.actionLow, space.actionHigh, explore), 2_000_000, 'medium', common(snapMeta(mediumSnap, policyFiles.medium)));
-  load(final, policyFiles.expertAgent);
+  load(final, policyFiles.finalAgent);
   await write('medium', mediumData, policyFiles.medium);
 
   const replayRows = Math.min(mediumSnap.envSteps, log.size);
@@ -461,7 +481,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
   await write('expert', expert, policyFiles.expert);
   const mediumExpert = concatD4RL([mediumData, expert], common({
     policy: 'medium-expert', medium_rows: mediumData.size, expert_rows: expert.size, num_steps: mediumData.size + expert.size,
-    medium_env_steps: mediumSnap.envSteps, expert_env_steps: final.envSteps, medium_policy_file: policyFiles.medium,
+    medium_env_steps: mediumSnap.envSteps, expert_env_steps: expertSnap.envSteps, medium_policy_file: policyFiles.medium,
     expert_policy_file: policyFiles.expert, explore,
   }));
   await write('medium-expert', mediumExpert, null);
@@ -485,6 +505,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
       evalMean: mediumSnap.evalMean, replayRows,
     },
     final: { envSteps: training.envSteps, updates: training.updates, evalMean: lastEval?.mean ?? null },
+    expert: { source: expertChoice, envSteps: expertSnap.envSteps, updates: expertSnap.updates, evalMean: expertSnap.evalMean },
     training,
     timings: { trainMs, collectMs, totalMs: performance.now() - t0 },
     manifest: join(dir, 'recipe.json'),
@@ -495,11 +516,12 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
     created_by: RECIPE_CREATED_BY,
     env: envId,
     algorithm: settings.algorithm,
-    settings: { ...settings, explore, restore, compression, collectEnvs },
+    settings: { ...settings, explore, restore, compression, collectEnvs, expert: expertChoice },
     online,
     ...(opts.manifestExtra ? { config: opts.manifestExtra } : {}),
     medium: result.medium,
     final: result.final,
+    expert: result.expert,
     evals: training.evals,
     policies: policyFiles,
     files,
@@ -557,6 +579,7 @@ const RECIPE_OPTIONS = {
   collect: { type: 'string', default: 'stochastic', choices: ['stochastic', 'deterministic'], description: "policy used to collect medium and expert rows: the agent's behaviour policy (as D4RL) or its deterministic evaluation policy" },
   'collect-envs': { type: 'integer', positive: true, default: 16, placeholder: 'n', description: 'environment copies stepped together while collecting' },
   restore: { type: 'string', default: 'agent', choices: ['agent', 'actor'], description: "what a snapshot restores before collecting: every network of the agent (its action choice may use its critic) or the actor alone" },
+  expert: { type: 'string', default: 'final', choices: ['final', 'best'], description: "policy of the expert rows: the final one (as D4RL) or the one of the best evaluation (for runs whose last evaluations fall back)" },
   'full-replay': { type: 'boolean', description: 'also write <env>-full-replay: every transition of the run' },
   compression: { type: 'integer', nonNegative: true, default: 4, placeholder: '0-9', description: 'gzip level of the HDF5 files' },
   out: { type: 'string', placeholder: 'dir', description: 'output folder (default runs/recipe-<env>-<agent>-<timestamp>)' },
@@ -622,6 +645,7 @@ export async function recipeMain(argv: string[] = process.argv.slice(2)): Promis
     compression: args['compression'] as number,
     fullReplay: args['full-replay'] === true,
     restore: args['restore'] as 'agent' | 'actor',
+    expert: args['expert'] as 'final' | 'best',
   };
   const quiet = args['quiet'] === true;
   const dir = createRunDir(`recipe-${envKey(cfg.env)}-${cmd.name}`, { out: args['out'] as string | undefined });
@@ -645,6 +669,7 @@ export async function recipeMain(argv: string[] = process.argv.slice(2)): Promis
     console.log(`\n${cmd.title} recipe on ${envId}\n\n${result.summaryTable}\n`);
     console.log(`  medium policy      ${m.reached ? '' : 'NOT REACHED, best evaluation used: '}return ${formatFixed(m.evalMean, 1)} at ${m.envSteps} env steps, ${m.updates} updates; target ${m.rule}`);
     console.log(`  final policy       return ${result.final.evalMean === null ? '-' : formatFixed(result.final.evalMean, 1)} at ${result.final.envSteps} env steps, ${result.final.updates} updates`);
+    if (result.expert.source === 'best') console.log(`  expert policy      best evaluation: return ${formatFixed(result.expert.evalMean, 1)} at ${result.expert.envSteps} env steps`);
     console.log(`  wall time          training ${formatDuration(result.timings.trainMs)}, collecting and writing ${formatDuration(result.timings.collectMs)}; total ${formatDuration(result.timings.totalMs)}`);
     console.log(`  outputs            ${dir} (manifest ${result.manifest})`);
     return result;

@@ -249,6 +249,31 @@ t('medium and expert rows come from the snapshots taken at the medium evaluation
   check(result.data!['expert']!, 'pendulum-expert-policy.safetensors', biasAt(600));
 });
 
+t('the agent is left holding its final weights', async () => {
+  assert.equal(Array.from(await agent.actor.bias!.read()), [Math.fround(biasAt(600))]);
+});
+
+t('expert "best": the expert rows come from the best evaluation; the agent is left with its final weights', async () => {
+  const bestDir = mkdtempSync(join(tmpdir(), 'recipe-best-test-'));
+  const stub = new StubAgent();
+  try {
+    // medium (>= -800) at 300 env steps, best evaluation at 450, final (worse) at 600
+    const res = await runRecipe(stub, ONLINE, { size: 40, algorithm: 'STUB', medium: { return: -800 }, explore: false, seed: 2, expert: 'best' }, CTX, {
+      dir: bestDir, train: scriptedLoop([-1200, -700, -400, -1000], []), keepData: true, say: () => {},
+    });
+    assert.equal([res.medium.envSteps, res.expert.envSteps, res.expert.source, res.final.envSteps], [300, 450, 'best', 600]);
+    const expertBias = decodeSafetensors(readFileSync(join(bestDir, 'pendulum-expert-policy.safetensors'))).tensors.get('bias')!.data[0];
+    assert.is(expertBias, Math.fround(biasAt(450)));
+    assert.is(res.data!['expert']!.metadata!['env_steps'], 450);
+    assert.is(res.data!['expert']!.metadata!['expert_policy'], 'best');
+    assert.ok(existsSync(join(bestDir, 'pendulum-final-agent.safetensors')));
+    assert.equal(Array.from(await stub.actor.bias!.read()), [Math.fround(biasAt(600))]);
+  } finally {
+    stub.dispose();
+    rmSync(bestDir, { recursive: true, force: true });
+  }
+});
+
 t('medium-expert is medium followed by expert', async () => {
   const medium = await readD4RL(join(dir, 'pendulum-medium.hdf5'));
   const expert = await readD4RL(join(dir, 'pendulum-expert.hdf5'));
