@@ -5,9 +5,15 @@
 //   <env>-medium         N rows of the medium snapshot's policy
 //   <env>-medium-replay  every transition the agent collected until the medium snapshot (its replay buffer),
 //                        regrouped into whole episodes; an episode cut by the snapshot ends in a timeout
-//   <env>-expert         N rows of the final policy
+//   <env>-expert         N rows of the final policy (or of the best evaluation's, on request)
 //   <env>-medium-expert  medium followed by expert (2N rows)
 //   <env>-full-replay    (optional) every transition of the whole run, regrouped the same way
+//
+// Every file has next_observations, terminals (real terminations) apart from timeouts (the time limit, or the
+// end of a replay window), infos/qpos and infos/qvel where the environment has a simulator state (for the
+// replay files recovered by re-simulating the logged actions, checked against the logged observations), and
+// metadata (algorithm, policy, iteration = gradient updates, env_steps, created_by, ...); the generating
+// policies are saved next to the files.
 //
 // D4RL trained SAC, stopped a run early for "medium" (about a third of the expert's score) and collected 1M
 // rows per policy with the stochastic policy (its files record action log-probabilities); this module does the
