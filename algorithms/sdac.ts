@@ -34,7 +34,7 @@ export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
     "Presets: 'default' is the paper's MuJoCo setting (3x256 Mish networks, batch 256, 5 vector envs, 30k random " +
     'warm-up, one update per vector step, 1M env steps: use --steps for a budget that fits this machine; every update ' +
     "runs 20-step chains over 8192 rows, so expect seconds per update on a software GPU); on Pendulum 64-wide networks, " +
-    "batch 64, 4 particles, 16 reverse samples, one update per transition, 6000 env steps. 'quick': the Pendulum " +
+    "batch 64, 4 particles, 16 reverse samples, energy weights softmax(min Q 20 / alpha), temperature every 20 updates, one update per transition, 6000 env steps. 'quick': the Pendulum " +
     'networks (3000 Pendulum env steps, or 20k MuJoCo env steps at one update per vector step).',
   presetNames: PRESET_NAMES,
   preset: sdacPreset,
@@ -62,7 +62,7 @@ export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
   makeAgent: (cfg, { obsDim, actDim }) => new SDACAgent(obsDim, actDim, cfg),
   describe: (cfg) =>
     `T ${cfg.T}, ${cfg.particles} particles, ${cfg.reverseSamples} reverse samples, policy ${cfg.actorDepth}x${cfg.actorHidden} Mish, ` +
-    `critic ${cfg.criticHidden.join('x')} Mish, batch ${cfg.batch}, lr ${cfg.actorLr} (critic ${cfg.criticLr}), alpha from ${cfg.initAlpha} ` +
+    `critic ${cfg.criticHidden.join('x')} Mish, batch ${cfg.batch}, lr ${cfg.actorLr} (critic ${cfg.criticLr}), weights softmax(Q ${cfg.energyScale}/alpha), alpha from ${cfg.initAlpha} ` +
     `(every ${cfg.alphaEvery} updates, lr ${cfg.alphaLr})`,
   examples: [
     'node algorithms/sdac.ts',

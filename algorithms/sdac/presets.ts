@@ -36,7 +36,9 @@ function paper(env: string): SDACConfig {
 
 /**
  * Pendulum, small: 64-wide networks, batch 64, 4 particles, 16 reverse samples, one update per transition, the
- * temperature adapted every 20 updates (so it moves within the short run), no learning-rate decay.
+ * temperature adapted every 20 updates (so it moves within the short run), no learning-rate decay, and energy
+ * weights softmax(min Q 20 / alpha) (sharper than the paper's 5: on a contextual bandit the policy's error after
+ * 1600 updates was 0.066 against 0.101 with 5, and Pendulum's budget here is short).
  */
 const PENDULUM: Partial<SDACConfig> = {
   envSteps: 6000,
@@ -56,6 +58,7 @@ const PENDULUM: Partial<SDACConfig> = {
   reverseSamples: 16,
   alphaEvery: 20,
   alphaLr: 3e-2,
+  energyScale: 20,
 };
 
 /** The configuration of a preset for an environment (an alias or Gymnasium id). */
