@@ -29,10 +29,11 @@ export const SAC_COMMAND: OnlineCommand<SacConfig, typeof SAC_OPTIONS> = {
     'Polyak-averaged targets (tau 0.005, gamma 0.99), the temperature adapted towards the target entropy -act_dim.\n\n' +
     "Presets: 'paper' is the paper's MuJoCo setting (256x2 ReLU networks, learning rate 3e-4, batch 256, 1M replay, " +
     "10k random warm-up steps, 1M env steps); 'default' is the same on Hopper, HalfCheetah and Walker2d (use --steps for a " +
-    'budget that fits this machine) and on Pendulum small fast settings (64x2 networks, batch 256, learning rate 3e-3, ' +
-    "initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, 2400 env steps: a few minutes here). 'quick': " +
-    "MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; Pendulum the default with batch " +
-    "128 for 1600 env steps. 'ci': the test suite's Pendulum run (1400 env steps, tau 0.05, gamma 0.95).",
+    'budget that fits this machine) and on Pendulum small settings that reach the scripted controller in a few minutes ' +
+    '(64x2 networks, batch 256, learning rate 1e-3, initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, ' +
+    "3000 env steps). 'quick': MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; " +
+    'Pendulum batch 128, learning rate 3e-3, tau 0.05, gamma 0.95, 1600 env steps (about a minute, less steady). ' +
+    "'ci': the test suite's Pendulum run (the quick settings, 1400 env steps).",
   presetNames: PRESET_NAMES,
   preset: sacPreset,
   options: SAC_OPTIONS,

@@ -15,7 +15,9 @@ import { tensor, tidy } from '../engine/tensor.ts';
 import { GaussianTanhActor } from '../algorithms/common/gaussian-actor.ts';
 import { onlineCliSpec, onlineConfigFromArgs, runOnline, type OnlineCliValues } from '../algorithms/common/online.ts';
 import { parseCli } from '../algorithms/common/run.ts';
-import { Temperature, temperatureLoss } from '../algorithms/sac/agent.ts';
+import { SacAgent, Temperature, temperatureLoss } from '../algorithms/sac/agent.ts';
+import { ReplayStore } from '../datasets/replay.ts';
+import { recordStep } from '../engine/record.ts';
 import { SAC_COMMAND, sacPreset } from '../algorithms/sac.ts';
 import { freshSeed, gpu, randn, rng } from './helpers.ts';
 
@@ -99,6 +101,37 @@ t('temperature loss: gradient -mean(log pi + target entropy) in log alpha; alpha
   assert.ok(Math.abs((await alpha.item()) - after) < 1e-6);
   for (const x of [loss, logProb, alpha]) x.dispose();
   opt.dispose();
+});
+
+t('an SAC update recorded and replayed gives the parameters of eager updates, bitwise', async () => {
+  const cfg = { ...sacPreset('pendulum', 'ci'), hidden: 16, batch: 8 };
+  const fill = (store: ReplayStore) => {
+    const r = rng(5);
+    const n = 50;
+    store.add({ observations: randn(n * 3, r), actions: randn(n, r, 0.5).map((a) => Math.tanh(a)), rewards: randn(n, r), nextObservations: randn(n * 3, r), dones: Array.from({ length: n }, (_, i) => (i % 7 === 0 ? 1 : 0)) });
+  };
+  const params = async (a: SacAgent) => Promise.all([a.actor, a.critic, a.criticTarget, a.temperature].map((m) => m.paramGroup().values.read()));
+  const run = async (replayed: boolean) => {
+    const agent = new SacAgent(3, 1, cfg);
+    const store = ReplayStore.empty(100, 3, 1);
+    fill(store);
+    tidy(() => agent.update(store, 0));
+    if (replayed) {
+      const step = recordStep(() => agent.update(store, 0));
+      step.replay(2);
+      step.dispose();
+    } else {
+      for (let i = 0; i < 3; i++) tidy(() => agent.update(store, 0));
+    }
+    const out = await params(agent);
+    assert.is(agent.actorOpt.stepCount, 4);
+    store.dispose();
+    agent.dispose();
+    return out;
+  };
+  const eager = await run(false);
+  const replayed = await run(true);
+  eager.forEach((e, i) => assert.equal(replayed[i], e, `module ${i}`));
 });
 
 t('command line: presets per environment, options applied, --help lists every option', () => {
