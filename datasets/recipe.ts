@@ -203,6 +203,12 @@ export interface RecipeSettings {
   /** Name recorded as metadata/algorithm (D4RL: 'SAC'). */
   algorithm: string;
   medium: MediumTarget;
+  /**
+   * 'first' (default): the medium policy is the first evaluation at or above the target. 'closest': that one
+   * or the best evaluation below the target before it, whichever return is closer to the target (for runs
+   * whose return jumps past the target between two evaluations, as Pendulum's does).
+   */
+  mediumRule?: 'first' | 'closest';
   /** Collect medium and expert data with the behaviour policy (act(obs, true), as D4RL did) instead of the
    *  deterministic evaluation policy. Default true. */
   explore?: boolean;
@@ -362,9 +368,12 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
       const take = async () => (taken ??= await snapshot(r, updatesAt(r.envSteps)));
       if (!medium) {
         if (r.mean >= target.value) {
-          medium = await take();
+          const below: Snapshot | null = best;
+          const useBelow = (settings.mediumRule ?? 'first') === 'closest' && below !== null && target.value - below.evalMean < r.mean - target.value;
+          medium = useBelow ? below : await take();
           best = null;
-          say(`medium policy: evaluation return ${formatFixed(r.mean, 1)} at ${r.envSteps} env steps (target ${formatFixed(target.value, 1)})`);
+          say(`medium policy: evaluation return ${formatFixed(medium.evalMean, 1)} at ${medium.envSteps} env steps (target ${formatFixed(target.value, 1)}` +
+            `${useBelow ? `; closer than ${formatFixed(r.mean, 1)} at ${r.envSteps}` : ''})`);
         } else if (best === null || r.mean > best.evalMean) {
           best = await take();
         }
@@ -522,7 +531,7 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
     created_by: RECIPE_CREATED_BY,
     env: envId,
     algorithm: settings.algorithm,
-    settings: { ...settings, explore, restore, compression, collectEnvs, expert: expertChoice },
+    settings: { ...settings, explore, restore, compression, collectEnvs, expert: expertChoice, mediumRule: settings.mediumRule ?? 'first' },
     online,
     ...(opts.manifestExtra ? { config: opts.manifestExtra } : {}),
     medium: result.medium,
@@ -582,6 +591,7 @@ const RECIPE_OPTIONS = {
   size: { type: 'integer', positive: true, default: 10_000, placeholder: 'n', description: 'rows of the random, medium and expert datasets (D4RL: 1000000); medium-expert gets twice as many, medium-replay as many as were collected before the medium point' },
   'medium-score': { type: 'number', placeholder: 'x', description: `medium target as a D4RL normalised score: 0 = uniform random, 100 = the reference expert of datasets/presets.ts (default ${formatFixed(DEFAULT_MEDIUM_SCORE, 1)}, a third of the way)` },
   'medium-return': { type: 'number', placeholder: 'r', description: 'medium target as an evaluation return instead (for environments without reference returns)' },
+  'medium-rule': { type: 'string', default: 'first', choices: ['first', 'closest'], description: 'which evaluation gives the medium policy: the first at or above the target, or whichever of it and the best one below the target is closer to the target (for returns that jump past the target between evaluations)' },
   collect: { type: 'string', default: 'stochastic', choices: ['stochastic', 'deterministic'], description: "policy used to collect medium and expert rows: the agent's behaviour policy (as D4RL) or its deterministic evaluation policy" },
   'collect-envs': { type: 'integer', positive: true, default: 16, placeholder: 'n', description: 'environment copies stepped together while collecting' },
   restore: { type: 'string', default: 'agent', choices: ['agent', 'actor'], description: "what a snapshot restores before collecting: every network of the agent (its action choice may use its critic) or the actor alone" },
@@ -645,6 +655,7 @@ export async function recipeMain(argv: string[] = process.argv.slice(2)): Promis
     size: args['size'] as number,
     algorithm: cmd.title,
     medium,
+    mediumRule: args['medium-rule'] as 'first' | 'closest',
     explore: args['collect'] === 'stochastic',
     collectEnvs: args['collect-envs'] as number,
     seed: cfg.seed,

@@ -274,6 +274,23 @@ t('expert "best": the expert rows come from the best evaluation; the agent is le
   }
 });
 
+t('medium rule "closest": the best evaluation below the target when it is closer than the first above', async () => {
+  const closeDir = mkdtempSync(join(tmpdir(), 'recipe-closest-test-'));
+  const stub = new StubAgent();
+  try {
+    // target -900: -1000 at 300 is 100 below, -700 at 450 is 200 above
+    const res = await runRecipe(stub, ONLINE, { size: 40, algorithm: 'STUB', medium: { return: -900 }, mediumRule: 'closest', explore: false, seed: 2 }, CTX, {
+      dir: closeDir, train: scriptedLoop([-1200, -1000, -700, -300], []), keepData: true, say: () => {},
+    });
+    assert.equal([res.medium.envSteps, res.medium.evalMean, res.medium.replayRows, res.medium.reached], [300, -1000, 300, true]);
+    assert.is(res.data!['medium-replay']!.size, 300);
+    assert.is(decodeSafetensors(readFileSync(join(closeDir, 'pendulum-medium-policy.safetensors'))).tensors.get('bias')!.data[0], Math.fround(biasAt(300)));
+  } finally {
+    stub.dispose();
+    rmSync(closeDir, { recursive: true, force: true });
+  }
+});
+
 t('medium-expert is medium followed by expert', async () => {
   const medium = await readD4RL(join(dir, 'pendulum-medium.hdf5'));
   const expert = await readD4RL(join(dir, 'pendulum-expert.hdf5'));
