@@ -272,6 +272,35 @@ t('an interrupted run resumes with its counters, replay rows and agent state', a
   for (const a of [first, second, third]) a.dispose();
 });
 
+t('a full ring buffer is checkpointed with its write position and resumed', async () => {
+  const cfg = config({ numEnvs: 2, envSteps: 40, warmupSteps: 40, replayCapacity: 16 });
+  const checkpoint = join(scratch, 'ring.safetensors');
+  const seen: CollectedTransitions[] = [];
+  let collected = 0;
+  const first = new TinyAgent(3, 1);
+  await trainOnline(first, cfg, context({ stopRequested: () => collected >= 20 }), {
+    checkpoint,
+    hooks: { onTransitions: (tr, n) => { seen.push(tr); collected = n; } },
+  }).catch((err: unknown) => assert.instance(err, PhaseInterrupted));
+  const extra = JSON.parse(decodeSafetensors(readFileSync(checkpoint)).metadata['extra']!) as Record<string, number>;
+  assert.equal([extra['replaySize'], extra['replayPosition'], extra['envSteps']], [16, 4, 20]);
+  const all = concatRows(seen);
+  const rows = checkpointRows(checkpoint);
+  assert.is(rows.length, 16);
+  // ring slot j holds transition j + 16 for j < 4 (overwritten) and transition j otherwise
+  for (let j = 0; j < 16; j++) {
+    const i = j < 4 ? j + 16 : j;
+    assert.is(rows[j]![4], all.rewards[i], `slot ${j}`);
+  }
+  const second = new TinyAgent(3, 1);
+  const r = await trainOnline(second, cfg, context(), { checkpoint, resume: true });
+  assert.is(r.envSteps, 40);
+  const end = JSON.parse(decodeSafetensors(readFileSync(checkpoint)).metadata['extra']!) as Record<string, number>;
+  assert.equal([end['replaySize'], end['replayPosition']], [16, 8]);
+  first.dispose();
+  second.dispose();
+});
+
 t('recorded and replayed updates give the parameters of eager updates, bitwise', async () => {
   const cfg = config({ numEnvs: 1, envSteps: 16, warmupSteps: 6, updatesPerStep: 1 });
   const run = async (eager: boolean) => {
