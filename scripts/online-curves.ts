@@ -117,6 +117,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const dirs = (args.runs ?? '').split(',').map((d) => d.trim()).filter(Boolean);
   if (dirs.length < 1) throw new CliError('--runs needs one or more run directories (see --help)');
   const runs = dirs.map(readOnlineRunDir);
+  // runs of one command and preset share a name: tell them apart by directory
+  runs.forEach((r, i) => {
+    if (runs.some((o, j) => j !== i && o.name === r.name)) r.name = `${r.name} (${basename(dirs[i]!)})`;
+  });
   const result = onlineComparison(runs, { title: args.title, equalSteps: args['equal-steps'] });
   const out = args.out ?? join(dirs[0]!, 'online-curves.svg');
   writeFileSync(out, result.svg);

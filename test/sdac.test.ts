@@ -18,6 +18,7 @@ import {
   temperatureLoss, weightedScoreLoss, type SDACAgentConfig,
 } from '../algorithms/sdac/agent.ts';
 import { sdacPreset } from '../algorithms/sdac/presets.ts';
+import { onlineComparison, readOnlineRun } from '../scripts/online-curves.ts';
 import { SDACChainModel, SDACNoiseNet, chainFirstLayer } from '../algorithms/sdac/networks.ts';
 
 const t = suite('sdac');
@@ -367,6 +368,21 @@ t('learns a contextual bandit: the deterministic policy moves to argmax_a r(s, a
   for (const rec of recs.values()) rec.dispose();
   store.dispose();
   agent.dispose();
+});
+
+t('online curves: evaluation records of two logs side by side at equal env steps', () => {
+  const log = (pts: [number, number][]) =>
+    pts.map(([step, mean]) => JSON.stringify({ phase: 'x', step, updates: 1, eval: { mean, std: 1, returns: [mean] } })).join('\n') + '\n{"phase":"x","step":5,"critic":1}\n{"partial';
+  const a = readOnlineRun(log([[1000, -1200], [2000, -300]]), { config: JSON.stringify({ algorithm: 'sac', env: 'pendulum', preset: 'default' }) });
+  const b = readOnlineRun(log([[2000, -900], [1000, -1300], [3000, -500]]), { summary: JSON.stringify({ references: { 'uniform random': -1366 } }), fallback: 'b' });
+  assert.is(a.name, 'SAC pendulum default');
+  assert.equal(b.evals.map((e) => e.envSteps), [1000, 2000, 3000]);
+  const all = onlineComparison([a, b]);
+  assert.equal(all.rows.map((r) => r[0]), [1000, 2000, 3000]);
+  assert.equal(all.rows[1], [2000, -300, -900]);
+  assert.ok(Number.isNaN(all.rows[2]![1]!));
+  assert.ok(all.svg.startsWith('<svg') && all.svg.includes('uniform random'));
+  assert.equal(onlineComparison([a, b], { equalSteps: true }).rows.map((r) => r[0]), [1000, 2000]);
 });
 
 t.run();
