@@ -353,6 +353,24 @@ t('runs with the real online loop: the hook transitions up to the first evaluati
   }
 });
 
+t('command line: --help lists the recipe, shared and agent options; bad input gets a clear error', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, ['datasets/recipe.ts', ...args], { encoding: 'utf8' });
+  const help = run('--help');
+  assert.is(help.status, 0, help.stderr);
+  for (const flag of ['--agent <sac|sdac>', '--size <n>', '--medium-score', '--medium-return', '--medium-rule', '--collect', '--expert', '--steps', '--eval-every', '--hidden']) {
+    assert.ok(help.stdout.includes(flag), `--help mentions ${flag}`);
+  }
+  const both = run('--medium-score', '10', '--medium-return=-500');
+  assert.is(both.status, 1);
+  assert.match(both.stderr, /give --medium-score or --medium-return, not both/);
+  const noReference = run('--env', 'mountaincar');
+  assert.is(noReference.status, 1);
+  assert.match(noReference.stderr, /no reference returns for 'MountainCarContinuous-v0'.*--medium-return/);
+  const badAgent = run('--agent', 'ppo');
+  assert.is(badAgent.status, 1);
+  assert.match(badAgent.stderr, /--agent must be one of sac, sdac/);
+});
+
 // ---- h5py agrees with the project's reader
 
 function h5pyAvailable(): string | null {
