@@ -22,7 +22,7 @@ import { HostRng } from '../../engine/init.ts';
 import { Module } from '../../engine/nn.ts';
 import { add, clamp, exp, minimum, mul, neg, scale, square, sub } from '../../engine/ops/elementwise.ts';
 import { mean, softmax } from '../../engine/ops/reduce.ts';
-import { reshape } from '../../engine/ops/shape.ts';
+import { concat, reshape, slice } from '../../engine/ops/shape.ts';
 import { AdamW, polyakUpdate, type LRSchedule } from '../../engine/optim.ts';
 import { parameter } from '../../engine/params.ts';
 import { Generator } from '../../engine/random.ts';
@@ -358,11 +358,15 @@ export class SDACAgent implements OnlineAgent {
     // Everything the losses need from the networks before any of them moves, as in the code's single jit.
     const pre = noGrad(() => {
       const noiseStd = this.noiseStd();
-      const nextActions = sampleActions(this.policyChain, this.critic, batch.nextObs, gen, c.particles, noiseStd);
-      const nextV = this.criticTarget.min(batch.nextObs, nextActions);
-      if (variant === UPDATE_CRITIC) return { nextV, rs: null, weights: null };
-      const newActions = sampleActions(this.policyChain, this.critic, batch.obs, gen, c.particles, noiseStd);
-      const rs = reverseSamples(newActions, this.schedule, gen, M);
+      if (variant === UPDATE_CRITIC) {
+        const nextActions = sampleActions(this.policyChain, this.critic, batch.nextObs, gen, c.particles, noiseStd);
+        return { nextV: this.criticTarget.min(batch.nextObs, nextActions), rs: null, weights: null };
+      }
+      // the next states' and the states' actions from one set of chains (half the dispatches of two)
+      const B = c.batch;
+      const both = sampleActions(this.policyChain, this.critic, concat([batch.nextObs, batch.obs], 0), gen, c.particles, noiseStd);
+      const nextV = this.criticTarget.min(batch.nextObs, slice(both, 0, B, 0));
+      const rs = reverseSamples(slice(both, B, 2 * B, 0), this.schedule, gen, M);
       const q = this.critic.min(repeatRows(batch.obs, M), rs.actions);
       const energy = scale(exp(neg(logAlpha)), c.energyScale);
       return { nextV, rs, weights: energyWeights(q, M, energy) };
