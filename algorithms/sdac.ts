@@ -19,6 +19,7 @@ const SDAC_OPTIONS = {
   'alpha-lr': { type: 'number', nonNegative: true, description: 'learning rate of log alpha' },
   'alpha-every': { type: 'integer', positive: true, placeholder: 'n', description: 'updates between temperature updates (a multiple of 2)' },
   alpha: { type: 'number', positive: true, description: 'starting temperature (default 5)' },
+  'energy-scale': { type: 'number', nonNegative: true, description: "policy-loss weights are softmax(min Q energy-scale / alpha) (the paper's 5)" },
 } as const satisfies Record<string, OptionSpec>;
 
 export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
@@ -58,6 +59,7 @@ export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
       cfg.alphaEvery = args['alpha-every'];
     }
     if (args.alpha !== undefined) cfg.initAlpha = args.alpha;
+    if (args['energy-scale'] !== undefined) cfg.energyScale = args['energy-scale'];
   },
   makeAgent: (cfg, { obsDim, actDim }) => new SDACAgent(obsDim, actDim, cfg),
   describe: (cfg) =>
