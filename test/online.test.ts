@@ -301,6 +301,20 @@ t('a full ring buffer is checkpointed with its write position and resumed', asyn
   second.dispose();
 });
 
+t('stopWhen ends the run after the evaluation that meets it, as a complete run', async () => {
+  const cfg = config({ numEnvs: 2, envSteps: 40, warmupSteps: 4, evalEvery: 10, evalEpisodes: 1 });
+  const checkpoint = join(scratch, 'early.safetensors');
+  const agent = new TinyAgent(3, 1);
+  const r = await trainOnline(agent, cfg, context(), { checkpoint, stopWhen: (e) => e.envSteps >= 20 });
+  assert.equal([r.envSteps, r.updates], [20, 16]);
+  assert.equal(r.evals.map((e) => e.envSteps), [10, 20]);
+  const extra = JSON.parse(decodeSafetensors(readFileSync(checkpoint)).metadata['extra']!) as Record<string, unknown>;
+  assert.equal([extra['complete'], extra['envSteps']], [true, 20]);
+  const again = await trainOnline(agent, cfg, context(), { checkpoint, resume: true });
+  assert.is(again.envSteps, 20, 'resuming an early-stopped run does nothing');
+  agent.dispose();
+});
+
 t('recorded and replayed updates give the parameters of eager updates, bitwise', async () => {
   const cfg = config({ numEnvs: 1, envSteps: 16, warmupSteps: 6, updatesPerStep: 1 });
   const run = async (eager: boolean) => {

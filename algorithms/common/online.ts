@@ -115,6 +115,11 @@ export interface OnlineRunOptions {
   resume?: boolean;
   /** Name in progress lines, log records and the checkpoint (default 'online'). */
   phase?: string;
+  /**
+   * Ends training early after an evaluation for which this returns true (e.g. a target return reached): the run
+   * is then complete at that many env steps, with its final checkpoint.
+   */
+  stopWhen?: (r: { envSteps: number; mean: number; std: number; returns: number[] }) => boolean;
 }
 
 /** The loop's counters as a checkpoint keeps them (its `extra`). */
@@ -247,7 +252,7 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
     }
     Object.assign(state, saved);
     lastGoodCheckpoint = checkpointPath;
-    if (!ctx.quiet) say(ctx, `${phase}: ${saved.complete ? 'complete' : `resuming at ${saved.envSteps} env steps, ${saved.updates} updates`} (${checkpointPath})`);
+    say(ctx, `${phase}: ${saved.complete ? 'complete' : `resuming at ${saved.envSteps} env steps, ${saved.updates} updates`} (${checkpointPath})`);
   }
   const startEnvSteps = state.envSteps;
   const startUpdates = state.updates;
@@ -309,7 +314,9 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
     state.lastReturns = r.returns;
     ctx.log?.write({ phase, step: state.envSteps, updates: state.updates, eval: { mean: r.mean, std: r.std, returns: r.returns } });
     if (!ctx.quiet) progress.log(`[${phase}] ${state.envSteps} env steps: evaluation return ${formatNumber(r.mean)} +- ${formatNumber(r.std)}`);
-    await hooks.onEvaluation?.({ envSteps: state.envSteps, mean: r.mean, std: r.std, returns: r.returns });
+    const e = { envSteps: state.envSteps, mean: r.mean, std: r.std, returns: r.returns };
+    await hooks.onEvaluation?.(e);
+    return opts.stopWhen?.(e) ?? false;
   };
 
   // a resumed run starts fresh episodes (environment states are not checkpointed) and a fresh warm-up stream
@@ -388,7 +395,7 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
       runUpdates(updatesDue(cfg, state.envSteps));
 
       const step = state.envSteps;
-      const end = step >= cfg.envSteps;
+      let end = step >= cfg.envSteps;
       const stop = !end && (ctx.stopRequested?.() ?? false);
       const evalDue = end || step >= nextEval;
       const checkpointDue = end || stop || step - lastCheckpoint >= cfg.checkpointEvery;
@@ -407,10 +414,13 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
       else pending = ticket;
       churn.check();
       if (evalDue) {
-        await evaluateNow();
+        if ((await evaluateNow()) && !end) {
+          end = true;
+          if (!ctx.quiet) progress.log(`[${phase}] stopping early at ${step} env steps: the evaluation met the stop condition`);
+        }
         while (nextEval <= step) nextEval += evalEvery;
       }
-      if (checkpointDue) {
+      if (checkpointDue || end) {
         await saveState(end);
         if (checkpointPath) lastGoodCheckpoint = checkpointPath;
         lastCheckpoint = step;
@@ -419,6 +429,7 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
         progress.finish(step, last);
         throw new PhaseInterrupted(phase, step, checkpointPath ?? '(no checkpoint file)');
       }
+      if (end) break;
     }
     if (pending) await takeLosses(pending);
     progress.finish(state.envSteps, last);
@@ -620,6 +631,7 @@ export interface OnlineRunSettings {
   stopRequested?: () => boolean;
   eager?: boolean;
   hooks?: OnlineHooks;
+  stopWhen?: OnlineRunOptions['stopWhen'];
 }
 
 /** Trains an online command's agent into `dir` (log.jsonl, checkpoint, curves.svg, summary.json). */
@@ -641,7 +653,7 @@ export async function runOnline<C extends OnlineCommandConfig, S extends OptionS
   const agent = cmd.makeAgent(cfg, dims);
   let result: OnlineResult;
   try {
-    result = await trainOnline(agent, cfg, ctx, { hooks: run.hooks, checkpoint: join(dir, 'checkpoint.safetensors'), resume: run.resume, phase: cmd.name });
+    result = await trainOnline(agent, cfg, ctx, { hooks: run.hooks, checkpoint: join(dir, 'checkpoint.safetensors'), resume: run.resume, phase: cmd.name, stopWhen: run.stopWhen });
   } finally {
     agent.dispose();
   }
