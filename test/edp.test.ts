@@ -1,6 +1,6 @@
 // EDP: each backbone (TD3, CRR, IQL) on tiny settings (losses fall, gradients finite), the CRR advantage against
-// float64, IQL's update order (V, policy, Q), bitwise resume across the target-policy variants, and the phase
-// runner's per-variant recordings matching eager steps.
+// float64, IQL's update order (V, policy, Q), bitwise resume across the target-policy variants, the phase
+// runner's per-variant recordings matching eager steps, and the quick preset's per-backbone settings.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { zeros } from '../engine/basic.ts';
 import { minimum, sub } from '../engine/ops/elementwise.ts';
 import { IQLCritic, awrLoss, expectileLoss } from '../algorithms/iql.ts';
 import { crrAdvantage, makeModels, taskConfig, trainStep, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
+import { QUICK_LIKELIHOOD_OVERRIDES } from '../algorithms/edp/presets.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
 
 const t = suite('edp');
@@ -44,6 +45,24 @@ function tinyConfig(backbone: Backbone, over: Partial<EdpConfig> = {}): EdpConfi
     ...over,
   };
 }
+
+t("quick preset: CRR and IQL get the likelihood overrides, TD3 and the D4RL tasks keep EDP's settings", () => {
+  const td3 = taskConfig('pendulum-quick', 'td3');
+  assert.is(td3.selectTemperature, undefined);
+  for (const backbone of ['crr', 'iql'] as const) {
+    const cfg = taskConfig('pendulum-quick', backbone);
+    assert.is(cfg.backbone, backbone);
+    for (const [key, value] of Object.entries(QUICK_LIKELIHOOD_OVERRIDES[backbone])) assert.equal(cfg[key as keyof EdpConfig], value, `${backbone} ${key}`);
+    assert.is(cfg.selectTemperature, 10);
+  }
+  const iql = taskConfig('pendulum-quick', 'iql');
+  assert.equal([iql.targetTau, iql.guideCoef], [0.1, 0.1]);
+  assert.equal([taskConfig('pendulum-quick', 'crr').targetTau, taskConfig('pendulum-quick', 'crr').guideCoef], [td3.targetTau, td3.guideCoef]);
+  for (const backbone of ['crr', 'iql'] as const) {
+    const d4rl = taskConfig('hopper-medium-v2', backbone);
+    assert.equal([d4rl.selectTemperature, d4rl.targetTau, d4rl.guideCoef], [undefined, 0.005, 1], `hopper-medium-v2 ${backbone}`);
+  }
+});
 
 const criticGroups = (m: EdpModels) =>
   m.critic instanceof IQLCritic ? { q: m.critic.qOptimizer.group, v: m.critic.vOptimizer.group } : { q: (m.critic as TwinQCritic).optimizer.group };
