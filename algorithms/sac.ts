@@ -33,7 +33,7 @@ export const SAC_COMMAND: OnlineCommand<SacConfig, typeof SAC_OPTIONS> = {
     '(64x2 networks, batch 256, learning rate 1e-3, initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, ' +
     "3000 env steps). 'quick': MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; " +
     'Pendulum batch 128, learning rate 3e-3, tau 0.05, gamma 0.95, 1600 env steps (about a minute, less steady). ' +
-    "'ci': the test suite's Pendulum run (the quick settings, 1400 env steps).",
+    "'ci': the test suite's Pendulum run (the quick settings, evaluated every 200 env steps, at most 2400).",
   presetNames: PRESET_NAMES,
   preset: sacPreset,
   options: SAC_OPTIONS,
