@@ -308,8 +308,8 @@ export function datasetStats(data: D4RLData, env: string, returns = episodeRetur
 /** The per-file table printed at the end of a recipe. */
 export function formatSummaryTable(files: readonly DatasetSummary[]): string {
   const head = ['dataset', 'rows', 'episodes', 'return mean', 'return std', 'norm. score'];
-  const rows = files.map((f) => [f.name, String(f.rows), String(f.episodes), formatFixed(f.returnMean, 1), formatFixed(f.returnStd, 1),
-    f.normalizedScore === null ? '-' : formatFixed(f.normalizedScore, 1)]);
+  const cell = (v: number | null) => (v === null || !Number.isFinite(v) ? '-' : formatFixed(v, 1));
+  const rows = files.map((f) => [f.name, String(f.rows), String(f.episodes), cell(f.returnMean), cell(f.returnStd), cell(f.normalizedScore)]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   return [line(head), `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.map(line)].join('\n');

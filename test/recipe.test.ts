@@ -23,7 +23,7 @@ import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, typ
 import type { RunContext } from '../algorithms/common/offline.ts';
 import { makeVecEnv } from '../envs/registry.ts';
 import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';
-import { concatD4RL, replayPhysics, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
+import { concatD4RL, formatSummaryTable, replayPhysics, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
 import { TransitionLog, episodeRows, type TransitionChunk } from '../datasets/transition-log.ts';
 
 const t = suite('recipe');
@@ -369,6 +369,16 @@ t('command line: --help lists the recipe, shared and agent options; bad input ge
   const badAgent = run('--agent', 'ppo');
   assert.is(badAgent.status, 1);
   assert.match(badAgent.stderr, /--agent must be one of sac, sdac/);
+});
+
+t('summary table: one row per file; a file without complete episodes shows dashes, not NaN', () => {
+  const row = { kind: 'medium-replay' as const, name: 'x-medium-replay', file: 'x.hdf5', rows: 500, episodes: 0, returnMean: Number.NaN, returnStd: Number.NaN, normalizedScore: null, policyFile: null, bytes: 1, sha256: '' };
+  const table = formatSummaryTable([row, { ...row, name: 'x-expert', episodes: 3, returnMean: -200.04, returnStd: 5, normalizedScore: 97.25 }]);
+  const lines = table.split('\n');
+  assert.is(lines.length, 4);
+  assert.not.ok(table.includes('NaN'));
+  assert.match(lines[2]!, /^\| x-medium-replay \|\s+500 \|\s+0 \|\s+- \|\s+- \|\s+- \|$/);
+  assert.match(lines[3]!, /-200\.0 \|\s+5\.0 \|\s+97\.3 \|$/);
 });
 
 // ---- h5py agrees with the project's reader
