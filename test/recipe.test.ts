@@ -1,10 +1,11 @@
 // The D4RL dataset recipe on a tiny Pendulum run: a stub agent (one tanh layer, deterministic) trained by a
 // scripted loop that follows the online contract (vector envs, host transitions through onTransitions,
 // evaluations through onEvaluation with chosen returns), so the medium point is known in advance; and once
-// through the real online loop. Checks:
-// every file reads back identically through readD4RL, medium-replay is the hook's transitions regrouped by
-// episode, the medium and expert rows come from the right snapshots, medium-expert = medium + expert; and a
-// generated file read by h5py (scripts/h5py-dump.py) agrees with the project's reader.
+// through the real online loop. Checks: every file reads back identically through readD4RL and validates,
+// medium-replay is the hook's transitions regrouped by episode (with the simulator state replayed), the medium
+// and expert rows come from the right snapshots (also with --expert best and --medium-rule closest),
+// medium-expert = medium + expert, the command line's help and errors; and the generated files read by h5py
+// (scripts/h5py-dump.py; skipped with a note where python3 with h5py is missing) agree with the project's reader.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
