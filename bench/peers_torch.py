@@ -395,10 +395,10 @@ def main():
             pts[u['output']] = torch.clamp(out, -1, 1) if u['clipOut'] else out
         return pts['x']
 
-    def discrete_noise(x0, tab):
-        k = torch.randint(tab['T'], (x0.shape[0],), device=dev)
-        sab = torch.tensor(tab['sqrtAlphaBar'], device=dev)[k][:, None]
-        s1m = torch.tensor(tab['sqrtOneMinusAlphaBar'], device=dev)[k][:, None]
+    def discrete_noise(x0, T, sqrt_ab, sqrt_1mab):
+        k = torch.randint(T, (x0.shape[0],), device=dev)
+        sab = sqrt_ab[k][:, None]
+        s1m = sqrt_1mab[k][:, None]
         z = torch.randn_like(x0)
         return sab * x0 + s1m * z, k.float(), z, sab, s1m
 
@@ -414,6 +414,8 @@ def main():
         a_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
         q_opt = torch.optim.Adam(q.parameters(), lr=3e-4)
         discount, tau, clip = 0.99, 0.005, 9.0
+        sqrt_ab = torch.tensor(tab['sqrtAlphaBar'], device=dev)
+        sqrt_1mab = torch.tensor(tab['sqrtOneMinusAlphaBar'], device=dev)
 
         def step():
             obs, act, rew, next_obs, not_done = sample(256)
@@ -426,7 +428,7 @@ def main():
             q_loss.backward()
             clipped_step(q_opt, q.parameters(), clip)
             polyak(q_target, q, tau)
-            xk, k, z, sab, s1m = discrete_noise(act, tab)
+            xk, k, z, sab, s1m = discrete_noise(act, tab['T'], sqrt_ab, sqrt_1mab)
             eps = actor(xk, k, obs)
             diff = F.mse_loss(eps, z)
             q.requires_grad_(False)
