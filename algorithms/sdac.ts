@@ -35,7 +35,7 @@ export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
     "Presets: 'default' is the paper's MuJoCo setting (3x256 Mish networks, batch 256, 5 vector envs, 30k random " +
     'warm-up, one update per vector step, 1M env steps: use --steps for a budget that fits this machine; every update ' +
     "runs 20-step chains over 8192 rows, so expect seconds per update on a software GPU); on Pendulum 64-wide networks, " +
-    "batch 64, 4 particles, 16 reverse samples, energy weights softmax(min Q 20 / alpha), temperature every 20 updates, one update per transition, 6000 env steps. 'quick': the Pendulum " +
+    "batch 64, 4 particles, 16 reverse samples, temperature every 20 updates (lr 0.03), one update per transition, 6000 env steps. 'quick': the Pendulum " +
     'networks (3000 Pendulum env steps, or 20k MuJoCo env steps at one update per vector step).',
   presetNames: PRESET_NAMES,
   preset: sdacPreset,
