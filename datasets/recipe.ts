@@ -601,6 +601,9 @@ const RECIPE_OPTIONS = {
   out: { type: 'string', placeholder: 'dir', description: 'output folder (default runs/recipe-<env>-<agent>-<timestamp>)' },
 } as const satisfies Record<string, OptionSpec>;
 
+/** The medium point is only found at evaluations: without --eval-every the recipe evaluates at least this often per run. */
+const RECIPE_EVALS_PER_RUN = 30;
+
 /** Shared online options that make no sense for a recipe (it cannot resume: the replay log is not saved). */
 const NOT_FOR_RECIPE = new Set(['resume', 'out']);
 
@@ -620,7 +623,16 @@ function recipeCliSpec(cmd: AnyOnlineCommand): CliSpec<OptionSpecs> {
       'normalised score and SHA-256), summary.md (the table printed at the end), log.jsonl and curves.svg. If no ' +
       'evaluation reaches the target, the best one is used and the summary says so; raise --steps or lower the target.\n\n' +
       `Agent options (${cmd.title}), after the recipe's own: see node algorithms/${cmd.name}.ts --help.`,
-    options: { ...RECIPE_OPTIONS, ...shared, preset: { ...ONLINE_CLI_OPTIONS.preset, choices: cmd.presetNames }, ...cmd.options },
+    options: {
+      ...RECIPE_OPTIONS,
+      ...shared,
+      preset: { ...ONLINE_CLI_OPTIONS.preset, choices: cmd.presetNames },
+      'eval-every': {
+        ...ONLINE_CLI_OPTIONS['eval-every'],
+        description: `transitions between evaluations (default: the preset's, but at least ${RECIPE_EVALS_PER_RUN} evaluations per run, since the medium policy is taken at an evaluation)`,
+      },
+      ...cmd.options,
+    },
     examples: [
       'node datasets/recipe.ts --env pendulum --agent sac',
       'node datasets/recipe.ts --env pendulum --agent sac --size 2000 --preset quick --out runs/recipe-pendulum',
@@ -639,6 +651,10 @@ export async function recipeMain(argv: string[] = process.argv.slice(2)): Promis
   if (args['medium-score'] !== undefined && args['medium-return'] !== undefined) throw new CliError('give --medium-score or --medium-return, not both');
   if ((args['compression'] as number) > 9) throw new CliError(`--compression must be 0-9, got ${args['compression']}`);
   const cfg = onlineConfigFromArgs(cmd, args as never);
+  if (args['eval-every'] === undefined) {
+    const dense = Math.max(1, Math.round(cfg.envSteps / RECIPE_EVALS_PER_RUN));
+    cfg.evalEvery = cfg.evalEvery > 0 ? Math.min(cfg.evalEvery, dense) : dense;
+  }
   const medium: MediumTarget = args['medium-return'] !== undefined
     ? { return: args['medium-return'] as number }
     : { score: (args['medium-score'] as number | undefined) ?? DEFAULT_MEDIUM_SCORE };
