@@ -199,8 +199,8 @@ export function agentPolicy(agent: OnlineAgent, low: ArrayLike<number>, high: Ar
  * rows (dones are terminations only; an ended episode's next observation is its final one, before the
  * automatic reset). After warm-up, `updatesPerStep` updates per transition, each variant run eagerly at its
  * first use, recorded at its second and replayed after that (ctx.eager: always eager). Losses are summed on
- * the GPU and read at log points, checked for NaN/Inf; evaluations every `evalEvery` transitions and at the
- * end (deterministic policy, `evalEpisodes` episodes reset with evalSeed + i). A checkpoint holds the agent's
+ * the GPU and read at log points, checked for NaN/Inf; evaluations every `evalEvery` transitions once past
+ * the warm-up, and at the end (deterministic policy, `evalEpisodes` episodes reset with evalSeed + i). A checkpoint holds the agent's
  * parts, the loop counters and the replay store's rows; a resumed run restarts its episodes (the environments'
  * states and random streams are not saved). Hooks see every stored transition in order and every evaluation
  * (a resumed run does not repeat earlier transitions). ctx.stopRequested stops at the next transition with a
@@ -397,7 +397,8 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
       const step = state.envSteps;
       let end = step >= cfg.envSteps;
       const stop = !end && (ctx.stopRequested?.() ?? false);
-      const evalDue = end || step >= nextEval;
+      // no periodic evaluation before the first update: the policy is still its initialisation
+      const evalDue = end || (step >= nextEval && step > cfg.warmupSteps);
       const checkpointDue = end || stop || step - lastCheckpoint >= cfg.checkpointEvery;
       if (step - lastLog < cfg.logEvery && !end && !stop && !evalDue && !checkpointDue) continue;
       // losses travel back while the next transitions are collected; a checkpoint, an evaluation or the end
