@@ -80,8 +80,9 @@ const OPTIONS = {
   check: {
     type: 'boolean',
     description:
-      'no timing: one step of each diffusion-policy case (dtql-step, edp-step, dql-step, or those in --only) in every ' +
-      'implementation from a fresh initialisation, printing the losses side by side',
+      'no timing: for each diffusion-policy case (dtql-step, edp-step, dql-step, or those in --only), its networks on ' +
+      'formula weights and inputs in every implementation, compared with the engine to float32 tolerance, and the ' +
+      'losses of one step from a fresh initialisation side by side (magnitudes); exit code 1 on a failure',
   },
   steps: { type: 'integer', positive: true, placeholder: 'n', description: 'timed steps of every case (default: per case, fewer with --quick)' },
   only: { type: 'string', placeholder: 'case,...', description: `cases to run: ${CASES.map((c) => c.name).join(', ')} (default: all)` },
@@ -111,8 +112,8 @@ const CLI: CliSpec<typeof OPTIONS> = {
     '(TensorFlow.js wasm backend, XNNPACK), torch (python3 bench/peers_torch.py: PyTorch eager, CUDA when ' +
     'available). Every row gives ms/step and the process CPU ms/step (all threads), each also as a ratio to the ' +
     'engine\'s eager step. Peers that cannot load ' +
-    'are reported as skipped. --check compares the first-step losses of the diffusion-policy steps across the ' +
-    'implementations instead of timing.',
+    'are reported as skipped. --check checks the peers of the diffusion-policy steps against the engine instead of ' +
+    'timing.',
   options: OPTIONS,
   examples: [
     'node bench/peers.ts --quick',
@@ -654,6 +655,8 @@ async function main(): Promise<void> {
   const peers = args.peers.trim() === 'none' ? [] : parseList('--peers', args.peers, PEERS);
   const stepsOf = (s: CaseSpec) => args.steps ?? (quick ? s.steps.quick : s.steps.full);
   const sizes: Sizes = { obsDim: args.obs, actDim: args.act, tables: peerTables() };
+  const checkNames = (args.only ? specs.map((c) => c.name) : DIFFUSION_CASES).filter((n) => DIFFUSION_CASES.includes(n));
+  if (args.check && checkNames.length === 0) throw new CliError(`--check covers ${DIFFUSION_CASES.join(', ')}; --only names none of them`);
 
   // tfjs's WebGPU backend needs navigator.gpu before it loads; the engine then takes the same GPU object
   if (peers.includes('tfjs-webgpu')) await exposeNavigatorGpu().catch(() => undefined);
@@ -670,9 +673,7 @@ async function main(): Promise<void> {
     runners.push(peer === 'torch' ? await torchRunner(sizes, args.python, args['torch-threads']) : await tfjsRunner(peer === 'tfjs-webgpu' ? 'webgpu' : 'wasm', sizes));
   }
   if (args.check) {
-    const names = (args.only ? specs.map((c) => c.name) : DIFFUSION_CASES).filter((n) => DIFFUSION_CASES.includes(n));
-    if (names.length === 0) throw new CliError(`--check covers ${DIFFUSION_CASES.join(', ')}; --only names none of them`);
-    const passed = await runCheck(rt, engineCases(sizes.obsDim, sizes.actDim), names, runners, sizes, args.out);
+    const passed = await runCheck(rt, engineCases(sizes.obsDim, sizes.actDim), checkNames, runners, sizes, args.out);
     if (!passed) process.exitCode = 1;
     return;
   }
