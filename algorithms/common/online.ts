@@ -13,7 +13,7 @@ import { dispose as disposeEngine, runtime } from '../../engine/runtime.ts';
 import { recordStep, type RecordedStep } from '../../engine/record.ts';
 import { tensor, tidy, type Tensor } from '../../engine/tensor.ts';
 import { ReplayStore } from '../../datasets/replay.ts';
-import { makeEnv, makeVecEnv } from '../../envs/registry.ts';
+import { envIds, makeEnv, makeVecEnv } from '../../envs/registry.ts';
 import { evaluate, gpuPolicy, meanStd, type BatchPolicy } from '../../envs/evaluate.ts';
 import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
 import { lineSvg, type LineSeries } from './svg.ts';
@@ -587,6 +587,7 @@ export function onlineCliSpec<C extends OnlineCommandConfig, S extends OptionSpe
 
 /** The configuration a command line asks for: the preset, then the shared options, then the algorithm's. */
 export function onlineConfigFromArgs<C extends OnlineCommandConfig, S extends OptionSpecs>(cmd: OnlineCommand<C, S>, args: OnlineCliValues & CliValues<S>): C {
+  if (!envIds().includes(args.env)) throw new CliError(`--env: unknown environment '${args.env}'; known: ${envIds().join(', ')}`);
   const cfg = cmd.preset(args.env, args.preset);
   const set = <K extends keyof OnlineConfig>(key: K, v: OnlineConfig[K] | undefined) => {
     if (v !== undefined) (cfg as OnlineConfig)[key] = v;
