@@ -195,6 +195,9 @@ t('parseCli: defaults, typed values, errors naming the option, --help', () => {
   };
   assert.equal(parseCli(spec, []), { steps: 10, lr: undefined, mode: 'a', fast: undefined });
   assert.equal(parseCli(spec, ['--steps', '7', '--lr=1e-3', '--mode', 'b', '--fast']), { steps: 7, lr: 1e-3, mode: 'b', fast: true });
+  assert.equal(parseCli(spec, ['--lr', '-0.5', '--fast']), { steps: 10, lr: -0.5, mode: 'a', fast: true }, 'a negative number after a numeric option is its value');
+  assert.throws(() => parseCli(spec, ['--steps', '-3']), /--steps must be positive, got -3/);
+  assert.throws(() => parseCli(spec, ['--mode', '-1']), /--mode/);
   assert.throws(() => parseCli(spec, ['--steps', '1.5']), (e: Error) => e instanceof CliError && /--steps needs an integer/.test(e.message));
   assert.throws(() => parseCli(spec, ['--steps', '0']), /--steps must be positive/);
   assert.throws(() => parseCli(spec, ['--lr', 'abc']), /--lr needs a number, got 'abc'/);

@@ -102,6 +102,23 @@ export function helpText<S extends OptionSpecs>(spec: CliSpec<S>, width = 100): 
   return out.join('\n');
 }
 
+/** `--x -3` reads as an option followed by another option; for a numeric option it means `--x=-3`. */
+function joinNegativeNumbers(options: OptionSpecs, argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    const spec = arg.startsWith('--') && !arg.includes('=') ? options[arg.slice(2)] : undefined;
+    if (spec && (spec.type === 'number' || spec.type === 'integer') && next !== undefined && /^-(\d|\.\d|Infinity)/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 /**
  * Parses argv against the declared options. Returns null when --help was asked for (after printing the help
  * to `print`); throws CliError naming the option for unknown options, missing values, bad numbers and values
@@ -118,7 +135,7 @@ export function parseCli<S extends OptionSpecs>(
   }
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
+    parsed = parseArgs({ args: joinNegativeNumbers(spec.options, argv), options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (err) {
     const msg = err instanceof Error ? err.message.replace(/^.*?: /, '') : String(err);
     throw new CliError(`${msg} (see --help)`);
