@@ -590,7 +590,7 @@ const RECIPE_OPTIONS = {
   agent: { type: 'string', default: 'sac', choices: Object.keys(AGENT_COMMANDS), description: 'the online agent that is trained and generates the data; its own options (e.g. --hidden) follow its name in this list' },
   size: { type: 'integer', positive: true, default: 10_000, placeholder: 'n', description: 'rows of the random, medium and expert datasets (D4RL: 1000000); medium-expert gets twice as many, medium-replay as many as were collected before the medium point' },
   'medium-score': { type: 'number', placeholder: 'x', description: `medium target as a D4RL normalised score: 0 = uniform random, 100 = the reference expert of datasets/presets.ts (default ${formatFixed(DEFAULT_MEDIUM_SCORE, 1)}, a third of the way)` },
-  'medium-return': { type: 'number', placeholder: 'r', description: 'medium target as an evaluation return instead (for environments without reference returns); a negative one is written --medium-return=-600' },
+  'medium-return': { type: 'number', placeholder: 'r', description: 'medium target as an evaluation return instead (for environments without reference returns)' },
   'medium-rule': { type: 'string', default: 'first', choices: ['first', 'closest'], description: 'which evaluation gives the medium policy: the first at or above the target, or whichever of it and the best one below the target is closer to the target (for returns that jump past the target between evaluations)' },
   collect: { type: 'string', default: 'stochastic', choices: ['stochastic', 'deterministic'], description: "policy used to collect medium and expert rows: the agent's behaviour policy (as D4RL) or its deterministic evaluation policy" },
   'collect-envs': { type: 'integer', positive: true, default: 16, placeholder: 'n', description: 'environment copies stepped together while collecting' },
@@ -637,7 +637,7 @@ function recipeCliSpec(cmd: AnyOnlineCommand): CliSpec<OptionSpecs> {
       'node datasets/recipe.ts --env pendulum --agent sac',
       'node datasets/recipe.ts --env pendulum --agent sac --size 2000 --preset quick --out runs/recipe-pendulum',
       'node datasets/recipe.ts --env hopper --agent sac --preset quick --steps 20000 --size 5000 --medium-score 20',
-      'node datasets/recipe.ts --env pendulum --agent sdac --medium-return=-600 --medium-rule closest',
+      'node datasets/recipe.ts --env pendulum --agent sdac --medium-return -600 --medium-rule closest',
     ],
   };
 }
