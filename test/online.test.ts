@@ -84,7 +84,8 @@ function context(over: Partial<RunContext> = {}): RunContext & { records: Record
 }
 
 function concatRows(parts: CollectedTransitions[]): CollectedTransitions {
-  const cat = <A extends Float32Array | Uint8Array | Uint16Array>(key: keyof CollectedTransitions, make: (n: number) => A): A => {
+  type Column = Exclude<keyof CollectedTransitions, 'qpos' | 'qvel'>;
+  const cat = <A extends Float32Array | Uint8Array | Uint16Array>(key: Column, make: (n: number) => A): A => {
     const arrays = parts.map((p) => p[key]);
     const out = make(arrays.reduce((s, a) => s + a.length, 0));
     let at = 0;

@@ -17,7 +17,7 @@ import { ReplayStore } from '../../datasets/replay.ts';
 import { evaluate, gpuPolicy, type BatchPolicy, type EvaluateResult } from '../../envs/evaluate.ts';
 import { makeEnv } from '../../envs/registry.ts';
 import type { Env } from '../../envs/core.ts';
-import { lineSvg, type LineSeries } from './svg.ts';
+import { lineSvg, stackSvgs, type LineSeries } from './svg.ts';
 import {
   CliError, GpuChurnGuard, LossMeter, Progress, RUN_FILES, assertFinite, createRunDir, formatNumber, loadCheckpoint,
   readCheckpointInfo, saveCheckpoint, writeFileAtomic, type CheckpointParts, type ProgressStream,
@@ -375,14 +375,7 @@ export function curvesSvg(
     charts.push(lineSvg(series, { title: 'evaluation: normalised score', xLabel: `${opts.evalPhase} step`, width: 640, height: 300 }));
   }
   if (charts.length === 0) charts.push(lineSvg([{ name: 'no data', x: [0], y: [0] }], { title: 'no training records' }));
-  let y = 0;
-  const nested = charts.map((c) => {
-    const h = Number(/height="(\d+)"/.exec(c)?.[1] ?? 300);
-    const out = c.replace('<svg xmlns="http://www.w3.org/2000/svg" ', `<svg x="0" y="${y}" `);
-    y += h;
-    return out;
-  });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${y}" viewBox="0 0 640 ${y}">\n${nested.join('\n')}</svg>\n`;
+  return stackSvgs(charts);
 }
 
 // =========================================================================================================

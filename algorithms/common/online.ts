@@ -13,10 +13,11 @@ import { dispose as disposeEngine, runtime } from '../../engine/runtime.ts';
 import { recordStep, type RecordedStep } from '../../engine/record.ts';
 import { tensor, tidy, type Tensor } from '../../engine/tensor.ts';
 import { ReplayStore } from '../../datasets/replay.ts';
+import type { TransitionChunk } from '../../datasets/transition-log.ts';
 import { envIds, makeEnv, makeVecEnv } from '../../envs/registry.ts';
 import { evaluate, gpuPolicy, meanStd, type BatchPolicy } from '../../envs/evaluate.ts';
 import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
-import { lineSvg, type LineSeries } from './svg.ts';
+import { lineSvg, stackSvgs, type LineSeries } from './svg.ts';
 import {
   CliError, GpuChurnGuard, JsonlLog, LossMeter, Progress, RUN_FILES, assertFinite, formatDuration, formatNumber,
   isMainModule, loadCheckpoint, parseCli, readCheckpointInfo, removeStaleTemps, runMain, saveCheckpoint,
@@ -74,17 +75,11 @@ export interface OnlineConfig {
   evalSeed?: number;
 }
 
-/** Host copies of what the loop collects, in collection order, for the dataset recipe. Actions in env units. */
-export interface CollectedTransitions {
-  observations: Float32Array;
-  actions: Float32Array;
-  rewards: Float32Array;
-  nextObservations: Float32Array;
-  terminals: Uint8Array;
-  timeouts: Uint8Array;
-  /** Which vector-env copy each row came from. */
-  envIndex: Uint16Array;
-}
+/**
+ * Host copies of what the loop collects, in collection order, for the dataset recipe. Actions in env units.
+ * The loop leaves the optional simulator state (qpos, qvel) out.
+ */
+export type CollectedTransitions = TransitionChunk;
 
 export interface OnlineHooks {
   onTransitions?(t: CollectedTransitions, envStepsSoFar: number): void;
@@ -461,16 +456,6 @@ export async function referenceReturns(env: string, episodes: number, evalSeed =
   return out;
 }
 
-function stackSvgs(charts: string[], width = 640): string {
-  let y = 0;
-  const nested = charts.map((c) => {
-    const h = Number(/height="(\d+)"/.exec(c)?.[1] ?? 300);
-    const out = c.replace('<svg xmlns="http://www.w3.org/2000/svg" ', `<svg x="0" y="${y}" `);
-    y += h;
-    return out;
-  });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}">\n${nested.join('\n')}</svg>\n`;
-}
 
 /** Log keys that are counters, not curves. */
 const NOT_CURVES = new Set(['phase', 'step', 'time', 'updates', 'episodes', 'eval', 'episodeReturn']);

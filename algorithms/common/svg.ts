@@ -302,3 +302,15 @@ export function lineSvg(series: LineSeries[], opts: LineOptions = {}): string {
   });
   return svgDocument(width, height, body);
 }
+
+/** Charts stacked top to bottom in one SVG (each keeps its own height). */
+export function stackSvgs(charts: string[], width = 640): string {
+  let y = 0;
+  const nested = charts.map((c) => {
+    const h = Number(/height="(\d+)"/.exec(c)?.[1] ?? 300);
+    const out = c.replace('<svg xmlns="http://www.w3.org/2000/svg" ', `<svg x="0" y="${y}" `);
+    y += h;
+    return out;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}">\n${nested.join('\n')}</svg>\n`;
+}
