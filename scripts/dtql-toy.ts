@@ -120,6 +120,12 @@ export const GRID_PASS_SHARE = 0.9;
  * weight 1 against -min Q, no likelihood term, no pretraining for its Gaussian actor, 3500 full-batch steps),
  * with widths, batch and steps that a software adapter runs in minutes: the paper's 256-wide actor and critic,
  * 128-wide denoiser and 10,000-row batches take hours there.
+ *
+ * Measured (seed 0, width 64, batch 1000; share of 1000 samples nearest a right mode / within 1 of one):
+ * - 1500 steps: all three fail; the samples follow the reward's direction but are still spread over the box.
+ * - 3500 steps (--train-steps 3500, 25-35 minutes per reward on a busy software adapter): near 100% / 99.5%
+ *   (pass, tight); hard 94.2% / 32.0% (pass: on the top-left mode, wider than the data's cluster); far 80.4% /
+ *   23.0% (fail: on the bottom edge y = -10, 58% nearest (-10, -10) and 22% nearest (10, -10), still spread in x).
  */
 export function gridConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
   return {
