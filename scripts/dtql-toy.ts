@@ -126,6 +126,8 @@ export const GRID_PASS_SHARE = 0.9;
  * - 3500 steps (--train-steps 3500, 25-35 minutes per reward on a busy software adapter): near 100% / 99.5%
  *   (pass, tight); hard 94.2% / 32.0% (pass: on the top-left mode, wider than the data's cluster); far 80.4% /
  *   23.0% (fail: on the bottom edge y = -10, 58% nearest (-10, -10) and 22% nearest (10, -10), still spread in x).
+ * - far at 7000 steps (--grid far --train-steps 7000, 19 minutes on a quiet software adapter): 91.0% / 18.0% (pass,
+ *   not tight), but only the two bottom corners are covered: 55% (-10, -10), 36% (10, -10).
  */
 export function gridConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
   return {
