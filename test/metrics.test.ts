@@ -104,7 +104,7 @@ t('mmd is near 0 for two samples of one distribution and clearly positive for sh
   const nullStd = Math.sqrt(nulls.reduce((s, v) => s + (v - nullMean) ** 2, 0) / (nulls.length - 1));
   assert.ok(nullStd > 0, 'the null has spread');
   // unbiased: the null is centred on 0. Its mean over 40 draws is skewed (z reached -3.4 in 200 seeds), so the
-  // bound is 6 standard errors; the biased (V-statistic) form sits about 20 standard errors off at this size.
+  // bound is 6 standard errors; the biased (V-statistic) form sits roughly 15-20 standard errors off at this size.
   assert.ok(Math.abs(nullMean) < (6 * nullStd) / Math.sqrt(nulls.length), `null mean ${nullMean}, std ${nullStd}`);
   const sameStat = mmd(x, same, dim, { bandwidths });
   assert.ok(Math.abs(sameStat) < 6 * nullStd, `same distribution: MMD^2 ${sameStat} vs null std ${nullStd}`);
