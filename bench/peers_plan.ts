@@ -5,7 +5,7 @@
 // PyTorch peer receives the same object as JSON. Also the formulas of the weights and inputs that --check
 // builds every implementation's networks from.
 import { DiscreteSchedule, EDMSchedule } from '../algorithms/diffusion/schedules.ts';
-import { singlestepOrders, timeGrid } from '../algorithms/diffusion/samplers.ts';
+import { dpmSolverSinglestepPlan } from '../algorithms/diffusion/samplers.ts';
 
 /** One ancestral DDPM chain: per 0-based step k (run from T - 1 down to 0) the fused update's coefficients. */
 export interface DdpmTable {
@@ -62,46 +62,19 @@ function ddpmTable(s: DiscreteSchedule): DdpmTable {
 
 /** The engine's dpmSolverPPSample (singlestep, time-uniform, data prediction clipped to +-1) as a list of updates. */
 function dpmPlan(sched: DiscreteSchedule, steps: number, order: 1 | 2 | 3): DpmUpdate[] {
-  const point = (t: number) => ({ t, alpha: Math.exp(sched.marginalLogMeanCoeff(t)), sigma: sched.marginalStd(t), lambda: sched.marginalLambda(t) });
-  type Point = ReturnType<typeof point>;
-  const pred = (p: Point) => ({ time: sched.networkTime(p.t), pe: 1 / p.alpha, qe: -p.sigma / p.alpha });
-  const orders = singlestepOrders(steps, order);
-  const fine = timeGrid(sched, 'time-uniform', 1, sched.tEndDefault, steps);
-  const outer = [fine[0]!];
-  let c = 0;
-  for (const o of orders) outer.push(fine[(c += o)]!);
-  const plan: DpmUpdate[] = [];
-  orders.forEach((o, i) => {
-    const clipOut = i === orders.length - 1;
-    const s = point(outer[i]!);
-    const t = point(outer[i + 1]!);
-    const h = t.lambda - s.lambda;
-    const phi1 = Math.expm1(-h);
-    const ratio = t.sigma / s.sigma;
-    if (o === 1) {
-      plan.push({ input: 'x', output: 'x', ...pred(s), cx: ratio, cd: -t.alpha * phi1, cHist: 0, saveD0: false, clipOut });
-      return;
-    }
-    const inner = timeGrid(sched, 'time-uniform', s.t, t.t, o);
-    const s1 = point(inner[1]!);
-    const r1 = (s1.lambda - s.lambda) / h;
-    plan.push({ input: 'x', output: 'x1', ...pred(s), cx: s1.sigma / s.sigma, cd: -s1.alpha * Math.expm1(-r1 * h), cHist: 0, saveD0: true, clipOut: false });
-    if (o === 2) {
-      const c2 = (0.5 / r1) * t.alpha * phi1;
-      plan.push({ input: 'x1', output: 'x', ...pred(s1), cx: ratio, cd: -c2, cHist: -t.alpha * phi1 + c2, saveD0: false, clipOut });
-      return;
-    }
-    const s2 = point(inner[2]!);
-    const r2 = (s2.lambda - s.lambda) / h;
-    const phi12 = Math.expm1(-r2 * h);
-    const phi22 = phi12 / (r2 * h) + 1;
-    const phi2 = phi1 / h + 1;
-    const c1 = (r2 / r1) * s2.alpha * phi22;
-    plan.push({ input: 'x1', output: 'x2', ...pred(s1), cx: s2.sigma / s.sigma, cd: c1, cHist: -s2.alpha * phi12 - c1, saveD0: false, clipOut: false });
-    const c2 = (1 / r2) * t.alpha * phi2;
-    plan.push({ input: 'x2', output: 'x', ...pred(s2), cx: ratio, cd: c2, cHist: -t.alpha * phi1 - c2, saveD0: false, clipOut });
-  });
-  return plan;
+  const plan = dpmSolverSinglestepPlan(sched, { steps, order, tStart: 1, tEnd: sched.tEndDefault, skip: 'time-uniform' });
+  return plan.flat().map((e) => ({
+    input: e.input,
+    output: e.output,
+    time: sched.networkTime(e.t),
+    pe: e.pe,
+    qe: e.qe,
+    cx: e.cx,
+    cd: e.cd,
+    cHist: e.cD0 ?? 0,
+    saveD0: e.saveD0,
+    clipOut: e.clipOut,
+  }));
 }
 
 /** The tables at the hopper-medium-v2 settings of the three modules (Diffusion-QL T 5, EDP T 100 with 15 DPM-Solver++ steps). */

@@ -375,6 +375,84 @@ export function singlestepOrders(steps: number, order: 1 | 2 | 3): number[] {
   return Array<number>(steps).fill(1);
 }
 
+/**
+ * One network evaluation of a singlestep DPM-Solver++ update and the fused update after it:
+ *   d   = clip(pe in + qe eps(in, t))
+ *   out = cx base + cd d + cD0 d0        (d0 term only when cD0 is not null; out clipped when clipOut)
+ * where `in` is the named point ('x': the update's start, which is also `base`; 'x1', 'x2': its intermediate
+ * points) and saveD0 keeps this evaluation's d as the update's d0.
+ */
+export interface SinglestepEval {
+  input: 'x' | 'x1' | 'x2';
+  output: 'x' | 'x1' | 'x2';
+  t: number;
+  pe: number;
+  qe: number;
+  cx: number;
+  cd: number;
+  cD0: number | null;
+  saveD0: boolean;
+  clipOut: boolean;
+}
+
+/**
+ * The coefficients of a singlestep DPM-Solver++ run, one list of evaluations per update (see dpmSolverPPSample),
+ * so that other implementations of the same sampler use the engine's numbers.
+ */
+export function dpmSolverSinglestepPlan(
+  sched: VPSchedule,
+  opts: { steps: number; order: 1 | 2 | 3; tStart: number; tEnd: number; skip: SkipType },
+): SinglestepEval[][] {
+  const { steps, order, tStart, tEnd, skip } = opts;
+  const point = (t: number): VPPoint => ({
+    t,
+    alpha: Math.exp(sched.marginalLogMeanCoeff(t)),
+    sigma: sched.marginalStd(t),
+    lambda: sched.marginalLambda(t),
+  });
+  // d = (x - sigma eps) / alpha at the point the model was evaluated
+  const at = (p: VPPoint) => ({ t: p.t, pe: 1 / p.alpha, qe: -p.sigma / p.alpha });
+  const orders = singlestepOrders(steps, order);
+  let outer: Float64Array;
+  if (skip === 'logSNR') outer = timeGrid(sched, skip, tStart, tEnd, orders.length);
+  else {
+    const fine = timeGrid(sched, skip, tStart, tEnd, steps);
+    outer = new Float64Array(orders.length + 1);
+    let c = 0;
+    outer[0] = fine[0]!;
+    orders.forEach((o, i) => (outer[i + 1] = fine[(c += o)]!));
+  }
+  return orders.map((o, i) => {
+    const clipOut = i === orders.length - 1;
+    const s = point(outer[i]!);
+    const t = point(outer[i + 1]!);
+    const h = t.lambda - s.lambda;
+    const phi1 = Math.expm1(-h);
+    const ratio = t.sigma / s.sigma;
+    if (o === 1) return [{ input: 'x', output: 'x', ...at(s), cx: ratio, cd: -t.alpha * phi1, cD0: null, saveD0: false, clipOut }];
+    const inner = timeGrid(sched, skip, s.t, t.t, o);
+    const s1 = point(inner[1]!);
+    const r1 = (s1.lambda - s.lambda) / h;
+    const first: SinglestepEval = { input: 'x', output: 'x1', ...at(s), cx: s1.sigma / s.sigma, cd: -s1.alpha * Math.expm1(-r1 * h), cD0: null, saveD0: true, clipOut: false };
+    if (o === 2) {
+      const c = (0.5 / r1) * t.alpha * phi1;
+      return [first, { input: 'x1', output: 'x', ...at(s1), cx: ratio, cd: -c, cD0: -t.alpha * phi1 + c, saveD0: false, clipOut }];
+    }
+    const s2 = point(inner[2]!);
+    const r2 = (s2.lambda - s.lambda) / h;
+    const phi12 = Math.expm1(-r2 * h);
+    const phi22 = phi12 / (r2 * h) + 1;
+    const phi2 = phi1 / h + 1;
+    const c1 = (r2 / r1) * s2.alpha * phi22;
+    const c2 = (1 / r2) * t.alpha * phi2;
+    return [
+      first,
+      { input: 'x1', output: 'x2', ...at(s1), cx: s2.sigma / s.sigma, cd: c1, cD0: -s2.alpha * phi12 - c1, saveD0: false, clipOut: false },
+      { input: 'x2', output: 'x', ...at(s2), cx: ratio, cd: c2, cD0: -t.alpha * phi1 - c2, saveD0: false, clipOut },
+    ];
+  });
+}
+
 export interface DPMSolverOptions extends SampleOptions {
   /** Network evaluations (default 15, EDP's). */
   steps?: number;
@@ -440,52 +518,34 @@ export function dpmSolverPPSample(model: EpsModel, cond: Tensor | null, opts: DP
     const chain = new Chain(false, opts.noise ?? null);
     let x = initialState(opts, 1);
     if (method === 'singlestep') {
-      const orders = singlestepOrders(steps, order);
-      let outer: Float64Array;
-      if (skip === 'logSNR') outer = timeGrid(sched, skip, tStart, tEnd, orders.length);
-      else {
-        const fine = timeGrid(sched, skip, tStart, tEnd, steps);
-        outer = new Float64Array(orders.length + 1);
-        let c = 0;
-        outer[0] = fine[0]!;
-        orders.forEach((o, i) => (outer[i + 1] = fine[(c += o)]!));
-      }
-      orders.forEach((o, i) => {
-        const last = i === orders.length - 1;
+      for (const update of dpmSolverSinglestepPlan(sched, { steps, order, tStart, tEnd, skip })) {
         const prev = x;
-        x = chain.step(() => singlestepUpdate(prev, o, point(outer[i]!), point(outer[i + 1]!), last ? clipOut : null));
+        x = chain.step(() => {
+          const points: Partial<Record<SinglestepEval['output'], Tensor>> = { x: prev };
+          let d0: Tensor | null = null;
+          for (const e of update) {
+            const input = points[e.input]!;
+            const res = fusedUpdate({
+              x: prev,
+              m: eps(input, e.t),
+              ...(e.input === 'x' ? {} : { at: input }),
+              pe: e.pe,
+              qe: e.qe,
+              clip: model.maxAction,
+              cx: e.cx,
+              cd: e.cd,
+              history: e.cD0 === null ? [] : [{ d: d0!, c: e.cD0 }],
+              writeData: e.saveD0,
+              clipOut: e.clipOut ? clipOut : null,
+            });
+            if (e.saveD0) d0 = res.data;
+            points[e.output] = res.out;
+          }
+          return points.x!;
+        });
         chain.drop(prev);
-      });
-      return x;
-    }
-
-    function singlestepUpdate(x: Tensor, o: number, s: VPPoint, t: VPPoint, clipOutNow: number | null): Tensor {
-      const h = t.lambda - s.lambda;
-      const phi1 = Math.expm1(-h);
-      const ratio = t.sigma / s.sigma;
-      const eps0 = eps(x, s.t);
-      if (o === 1) return fusedUpdate({ x, m: eps0, ...dataPrediction(s), cx: ratio, cd: -t.alpha * phi1, clipOut: clipOutNow }).out;
-      const inner = timeGrid(sched, skip, s.t, t.t, o);
-      const s1 = point(inner[1]!);
-      const r1 = (s1.lambda - s.lambda) / h;
-      const first = fusedUpdate({ x, m: eps0, ...dataPrediction(s), cx: s1.sigma / s.sigma, cd: -s1.alpha * Math.expm1(-r1 * h), writeData: true });
-      const x1 = first.out;
-      const d0 = first.data!;
-      const eps1 = eps(x1, s1.t);
-      if (o === 2) {
-        const c = (0.5 / r1) * t.alpha * phi1;
-        return fusedUpdate({ x, m: eps1, at: x1, ...dataPrediction(s1), cx: ratio, cd: -c, history: [{ d: d0, c: -t.alpha * phi1 + c }], clipOut: clipOutNow }).out;
       }
-      const s2 = point(inner[2]!);
-      const r2 = (s2.lambda - s.lambda) / h;
-      const phi12 = Math.expm1(-r2 * h);
-      const phi22 = phi12 / (r2 * h) + 1;
-      const phi2 = phi1 / h + 1;
-      const c1 = (r2 / r1) * s2.alpha * phi22;
-      const x2 = fusedUpdate({ x, m: eps1, at: x1, ...dataPrediction(s1), cx: s2.sigma / s.sigma, cd: c1, history: [{ d: d0, c: -s2.alpha * phi12 - c1 }] }).out;
-      const eps2 = eps(x2, s2.t);
-      const c2 = (1 / r2) * t.alpha * phi2;
-      return fusedUpdate({ x, m: eps2, at: x2, ...dataPrediction(s2), cx: ratio, cd: c2, history: [{ d: d0, c: -t.alpha * phi1 - c2 }], clipOut: clipOutNow }).out;
+      return x;
     }
 
     // multistep: each update evaluates the model once at the current x and combines up to two earlier data
