@@ -120,7 +120,6 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 export function configFromArgs(args: CliArgs): DqlConfig {
   const cfg = taskConfig(args.task);
   applyCommonArgs(cfg, args);
-  if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.eta !== undefined) cfg.eta = args.eta;
   return cfg;
 }

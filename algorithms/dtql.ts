@@ -32,11 +32,11 @@ import type { EDMDiffusion } from './diffusion/models.ts';
 import { repeatRows, selectByCritic } from './diffusion/select.ts';
 import { IQLCritic, IQL_DTQL } from './iql.ts';
 import {
-  CliError, JsonlLog, RUN_FILES, formatDuration, isMainModule, parseCli, removeStaleTemps, runMain, writeFileAtomic,
+  CliError, JsonlLog, assignDefined, RUN_FILES, formatDuration, isMainModule, parseCli, removeStaleTemps, runMain, writeFileAtomic,
   type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyDatasetArgs, phaseStart, runPhase, say,
+  curvesSvg as offlineCurvesSvg, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyOfflineArgs, phaseStart, runPhase, say,
   type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { datasetPath, trainBcMlp } from './srpo.ts';
@@ -433,23 +433,16 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 /** The configuration the command line asks for (preset, then dataset/env inference, then explicit options). */
 export function configFromArgs(args: CliArgs): DtqlConfig {
   const cfg = taskConfig(args.task);
-  applyDatasetArgs(cfg, args);
-  const set = <K extends keyof DtqlConfig>(key: K, v: DtqlConfig[K] | undefined) => {
-    if (v !== undefined) cfg[key] = v;
-  };
-  set('seed', args.seed);
-  set('pretrainSteps', args['pretrain-steps']);
-  set('trainSteps', args['train-steps']);
-  set('batch', args['batch-size']);
-  set('lr', args.lr);
-  set('alpha', args.alpha);
-  set('gamma', args.gamma);
-  set('candidates', args.candidates);
-  set('evalEvery', args['eval-every']);
-  set('evalEpisodes', args['eval-episodes']);
-  if (args['no-bc-eval']) cfg.bcEval = false;
-  set('logEvery', args['log-every']);
-  set('checkpointEvery', args['checkpoint-every']);
+  applyOfflineArgs(cfg, args);
+  assignDefined(cfg, {
+    pretrainSteps: args['pretrain-steps'],
+    trainSteps: args['train-steps'],
+    batch: args['batch-size'],
+    lr: args.lr,
+    alpha: args.alpha,
+    gamma: args.gamma,
+    candidates: args.candidates,
+  });
   return cfg;
 }
 

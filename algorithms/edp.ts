@@ -203,7 +203,6 @@ export function configFromArgs(args: CliArgs): EdpConfig {
   if (!isBackbone(args.backbone)) throw new CliError(`--backbone must be one of ${BACKBONES.join(', ')}, got '${args.backbone}'`);
   const cfg = taskConfig(args.task, args.backbone);
   applyCommonArgs(cfg, args);
-  if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.alpha !== undefined) cfg.alpha = args.alpha;
   if (args['guide-coef'] !== undefined) cfg.guideCoef = args['guide-coef'];
   if (cfg.T < 21) throw new CliError(`--T must be at least 21 for EDP's scaled linear schedule (its largest beta is 20/T), got ${cfg.T}`);

@@ -30,11 +30,11 @@ import { IDQLScoreNet } from './diffusion/networks.ts';
 import { VPSDE } from './diffusion/schedules.ts';
 import { IQLCritic } from './iql.ts';
 import {
-  CliError, JsonlLog, RUN_FILES, formatDuration, isMainModule, parseCli, removeStaleTemps, runMain, writeFileAtomic,
+  CliError, JsonlLog, assignDefined, RUN_FILES, formatDuration, isMainModule, parseCli, removeStaleTemps, runMain, writeFileAtomic,
   type CheckpointParts, type CliSpec, type OptionSpec, type ProgressStream,
 } from './common/run.ts';
 import {
-  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyDatasetArgs,
+  PhaseInterrupted, curvesSvg as offlineCurvesSvg, datasetScores, envPolicy, evaluatePolicy, interruptible, loadOfflineData, openDevice, openRun, ENGINE_CLI_OPTIONS, tuningLog, applyOfflineArgs,
   phaseStart, prepareData, runPhase, say, userError, type OfflineData, type PhaseResult, type PhaseRun, type RunContext,
 } from './common/offline.ts';
 import { ActionBox, SrpoActor } from './srpo/actor.ts';
@@ -479,25 +479,18 @@ type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
 /** The configuration the command line asks for (preset, then dataset/env inference, then explicit options). */
 export function configFromArgs(args: CliArgs): SrpoConfig {
   const cfg = taskConfig(args.task);
-  applyDatasetArgs(cfg, args);
-  const set = <K extends keyof SrpoConfig>(key: K, v: SrpoConfig[K] | undefined) => {
-    if (v !== undefined) cfg[key] = v;
-  };
-  set('seed', args.seed);
-  set('behaviorSteps', args['behavior-steps']);
-  set('criticSteps', args['critic-steps']);
-  set('actorSteps', args['actor-steps']);
-  set('behaviorBatch', args['behavior-batch']);
-  set('criticBatch', args['batch-size']);
-  set('actorBatch', args['batch-size']);
-  set('beta', args.beta);
-  set('weighting', args.weighting as SrpoConfig['weighting'] | undefined);
+  applyOfflineArgs(cfg, args);
+  assignDefined(cfg, {
+    behaviorSteps: args['behavior-steps'],
+    criticSteps: args['critic-steps'],
+    actorSteps: args['actor-steps'],
+    behaviorBatch: args['behavior-batch'],
+    criticBatch: args['batch-size'],
+    actorBatch: args['batch-size'],
+    beta: args.beta,
+    weighting: args.weighting as SrpoConfig['weighting'] | undefined,
+  });
   if (args.baseline) cfg.baseline = true;
-  set('evalEvery', args['eval-every']);
-  set('evalEpisodes', args['eval-episodes']);
-  if (args['no-bc-eval']) cfg.bcEval = false;
-  set('logEvery', args['log-every']);
-  set('checkpointEvery', args['checkpoint-every']);
   return cfg;
 }
 

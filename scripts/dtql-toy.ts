@@ -30,6 +30,7 @@ import { GaussianTanhActor } from '../algorithms/dtql/actor.ts';
 import { IQLCritic, IQL_DTQL } from '../algorithms/iql.ts';
 import { runPhase } from '../algorithms/common/offline.ts';
 import { scatterSvg, type ScatterPanel } from '../algorithms/common/svg.ts';
+import { assignDefined } from '../algorithms/common/run.ts';
 
 /** The bandit's settings used by test/dtql.test.ts: small networks, one-step critic (target follows at once). */
 export function toyConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
@@ -303,11 +304,7 @@ async function main(): Promise<void> {
       const rewards = values.grid.split(',');
       for (const r of rewards) if (!(GRID_REWARDS as readonly string[]).includes(r)) throw new Error(`--grid: unknown reward '${r}' (${GRID_REWARDS.join(', ')})`);
       const over: Partial<DtqlConfig> = { seed: Number(values.seed) };
-      const set = <K extends keyof DtqlConfig>(k: K, v: DtqlConfig[K] | undefined) => void (v !== undefined && (over[k] = v));
-      set('alpha', num(values.alpha));
-      set('trainSteps', num(values['train-steps']));
-      set('pretrainSteps', num(values['pretrain-steps']));
-      set('batch', num(values.batch));
+      assignDefined(over, { alpha: num(values.alpha), trainSteps: num(values['train-steps']), pretrainSteps: num(values['pretrain-steps']), batch: num(values.batch) });
       const h = num(values.hidden);
       if (h !== undefined) Object.assign(over, { behaviorHidden: h, actorHidden: h, criticHidden: [h, h, h] });
       const cfg = gridConfig(over);

@@ -25,9 +25,9 @@ import type { DiscreteDiffusion } from '../diffusion/models.ts';
 import { repeatRows, selectByCritic } from '../diffusion/select.ts';
 import { twinTdLoss } from '../iql.ts';
 import { TwinQ } from './critic-nets.ts';
-import { JsonlLog, RUN_FILES, formatDuration, removeStaleTemps, writeFileAtomic, type OptionSpec, type ProgressStream } from './run.ts';
+import { JsonlLog, assignDefined, RUN_FILES, formatDuration, removeStaleTemps, writeFileAtomic, type OptionSpec, type ProgressStream } from './run.ts';
 import {
-  ENGINE_CLI_OPTIONS, applyDatasetArgs, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
+  ENGINE_CLI_OPTIONS, applyOfflineArgs, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
 } from './offline.ts';
 import { datasetPath, trainBcMlp } from '../srpo.ts';
 import type { ActionBox } from '../srpo/actor.ts';
@@ -506,23 +506,16 @@ export function applyCommonArgs(
     'max-q-backup'?: boolean; candidates?: number; 'select-temperature'?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
   },
 ): void {
-  applyDatasetArgs(cfg, args);
-  const set = <K extends keyof DiffusionPolicyConfig>(key: K, v: DiffusionPolicyConfig[K] | undefined) => {
-    if (v !== undefined) cfg[key] = v;
-  };
-  set('seed', args.seed);
-  set('trainSteps', args['train-steps']);
-  set('batch', args['batch-size']);
-  set('lr', args.lr);
-  set('T', args.T);
-  set('gradClip', args['grad-clip']);
+  applyOfflineArgs(cfg, args);
+  assignDefined(cfg, {
+    trainSteps: args['train-steps'],
+    batch: args['batch-size'],
+    lr: args.lr,
+    T: args.T,
+    gradClip: args['grad-clip'],
+    candidates: args.candidates,
+    selectTemperature: args['select-temperature'],
+  });
   if (args['max-q-backup']) cfg.maxQBackup = true;
   if (args['lr-decay']) cfg.lrDecay = true;
-  set('candidates', args.candidates);
-  set('selectTemperature', args['select-temperature']);
-  set('evalEvery', args['eval-every']);
-  set('evalEpisodes', args['eval-episodes']);
-  if (args['no-bc-eval']) cfg.bcEval = false;
-  set('logEvery', args['log-every']);
-  set('checkpointEvery', args['checkpoint-every']);
 }

@@ -19,7 +19,7 @@ import { makeEnv } from '../../envs/registry.ts';
 import type { Env } from '../../envs/core.ts';
 import { lineSvg, stackSvgs, type LineSeries } from './svg.ts';
 import {
-  CliError, GpuChurnGuard, LossMeter, Progress, RUN_FILES, assertFinite, createRunDir, formatNumber, loadCheckpoint,
+  CliError, GpuChurnGuard, assignDefined, LossMeter, Progress, RUN_FILES, assertFinite, createRunDir, formatNumber, loadCheckpoint,
   readCheckpointInfo, saveCheckpoint, writeFileAtomic, type CheckpointParts, type ProgressStream,
 } from './run.ts';
 import { ActionBox } from '../srpo/actor.ts';
@@ -415,6 +415,24 @@ export function applyDatasetArgs(cfg: { task: string; dataset: string; env: stri
   if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
   if (args.env !== undefined) cfg.env = args.env;
   else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+}
+
+/** The options every offline command shares: the dataset and environment, the seed, evaluation, logging, checkpoints. */
+export function applyOfflineArgs(
+  cfg: { task: string; dataset: string; env: string; seed: number; evalEvery: number; evalEpisodes: number; bcEval: boolean; logEvery: number; checkpointEvery: number },
+  args: {
+    dataset?: string; env?: string; seed?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
+  },
+): void {
+  applyDatasetArgs(cfg, args);
+  assignDefined(cfg, {
+    seed: args.seed,
+    evalEvery: args['eval-every'],
+    evalEpisodes: args['eval-episodes'],
+    logEvery: args['log-every'],
+    checkpointEvery: args['checkpoint-every'],
+  });
+  if (args['no-bc-eval']) cfg.bcEval = false;
 }
 
 /** Options every training command shares for how the engine runs (not part of a run's configuration). */

@@ -19,7 +19,7 @@ import { evaluate, gpuPolicy, meanStd, type BatchPolicy } from '../../envs/evalu
 import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
 import { lineSvg, stackSvgs, type LineSeries } from './svg.ts';
 import {
-  CliError, GpuChurnGuard, JsonlLog, LossMeter, Progress, RUN_FILES, assertFinite, formatDuration, formatNumber,
+  CliError, GpuChurnGuard, assignDefined, JsonlLog, LossMeter, Progress, RUN_FILES, assertFinite, formatDuration, formatNumber,
   isMainModule, loadCheckpoint, parseCli, readCheckpointInfo, removeStaleTemps, runMain, saveCheckpoint,
   writeFileAtomic, type CheckpointParts, type CliSpec, type CliValues, type OptionSpec, type OptionSpecs,
 } from './run.ts';
@@ -574,19 +574,18 @@ export function onlineCliSpec<C extends OnlineCommandConfig, S extends OptionSpe
 export function onlineConfigFromArgs<C extends OnlineCommandConfig, S extends OptionSpecs>(cmd: OnlineCommand<C, S>, args: OnlineCliValues & CliValues<S>): C {
   if (!envIds().includes(args.env)) throw new CliError(`--env: unknown environment '${args.env}'; known: ${envIds().join(', ')}`);
   const cfg = cmd.preset(args.env, args.preset);
-  const set = <K extends keyof OnlineConfig>(key: K, v: OnlineConfig[K] | undefined) => {
-    if (v !== undefined) (cfg as OnlineConfig)[key] = v;
-  };
-  set('seed', args.seed);
-  set('envSteps', args.steps);
-  set('numEnvs', args['num-envs']);
-  set('warmupSteps', args['warmup-steps']);
-  set('updatesPerStep', args['updates-per-step']);
-  set('replayCapacity', args['replay-capacity']);
-  set('evalEvery', args['eval-every']);
-  set('evalEpisodes', args['eval-episodes']);
-  set('logEvery', args['log-every']);
-  set('checkpointEvery', args['checkpoint-every']);
+  assignDefined(cfg as OnlineConfig, {
+    seed: args.seed,
+    envSteps: args.steps,
+    numEnvs: args['num-envs'],
+    warmupSteps: args['warmup-steps'],
+    updatesPerStep: args['updates-per-step'],
+    replayCapacity: args['replay-capacity'],
+    evalEvery: args['eval-every'],
+    evalEpisodes: args['eval-episodes'],
+    logEvery: args['log-every'],
+    checkpointEvery: args['checkpoint-every'],
+  });
   cmd.applyOptions(cfg, args);
   checkOnlineConfig(cfg);
   return cfg;

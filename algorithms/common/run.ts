@@ -189,6 +189,12 @@ export async function runMain(name: string, main: () => Promise<void>): Promise<
   }
 }
 
+/** Copies onto `target` each value the command line gave (undefined: the option was absent, keep the preset's). */
+export function assignDefined<T extends object>(target: T, values: Partial<T>): T {
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) (target as Record<string, unknown>)[k] = v;
+  return target;
+}
+
 /** True when the module at `moduleUrl` (import.meta.url) is the script Node was started with. */
 export function isMainModule(moduleUrl: string): boolean {
   const script = process.argv[1];
