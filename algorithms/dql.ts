@@ -16,7 +16,7 @@ import { dispose as disposeEngine } from '../engine/runtime.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
 import { ddpmSample } from './diffusion/samplers.ts';
-import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
+import { isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
 import { interruptible, openDevice, openRun, tuningLog } from './common/offline.ts';
 import {
   COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
