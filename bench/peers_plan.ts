@@ -5,7 +5,7 @@
 // PyTorch peer receives the same object as JSON. Also the formulas of the weights and inputs that --check
 // builds every implementation's networks from.
 import { DiscreteSchedule, EDMSchedule } from '../algorithms/diffusion/schedules.ts';
-import { dpmSolverSinglestepPlan } from '../algorithms/diffusion/samplers.ts';
+import { dpmSolverSinglestepPlan, type SinglestepEval } from '../algorithms/diffusion/samplers.ts';
 
 /** One ancestral DDPM chain: per 0-based step k (run from T - 1 down to 0) the fused update's coefficients. */
 export interface DdpmTable {
@@ -20,24 +20,10 @@ export interface DdpmTable {
 }
 
 /**
- * One network evaluation of a DPM-Solver++ run and the update after it (the engine's fusedUpdate):
- *   d   = clip(pe * in + qe * eps(in, time))
- *   out = cx * base + cd * d + cHist * d0        (clipped to +-1 when clipOut)
- * `in` is the tensor named by `input` ('x': the current sample; 'x1', 'x2': intermediate points of a singlestep
- * update); `base` is the sample at the start of the update. saveD0 keeps d as the update's d0.
+ * One network evaluation of a DPM-Solver++ run and the update after it: the engine's SinglestepEval with the
+ * network's time instead of the continuous t, and the d0 coefficient as 0 where the update has no d0 term.
  */
-export interface DpmUpdate {
-  input: 'x' | 'x1' | 'x2';
-  output: 'x' | 'x1' | 'x2';
-  time: number;
-  pe: number;
-  qe: number;
-  cx: number;
-  cd: number;
-  cHist: number;
-  saveD0: boolean;
-  clipOut: boolean;
-}
+export type DpmUpdate = Omit<SinglestepEval, 't' | 'cD0'> & { time: number; cHist: number };
 
 export interface PeerTables {
   /** Diffusion-QL: vp schedule, T = 5. */
@@ -63,18 +49,7 @@ function ddpmTable(s: DiscreteSchedule): DdpmTable {
 /** The engine's dpmSolverPPSample (singlestep, time-uniform, data prediction clipped to +-1) as a list of updates. */
 function dpmPlan(sched: DiscreteSchedule, steps: number, order: 1 | 2 | 3): DpmUpdate[] {
   const plan = dpmSolverSinglestepPlan(sched, { steps, order, tStart: 1, tEnd: sched.tEndDefault, skip: 'time-uniform' });
-  return plan.flat().map((e) => ({
-    input: e.input,
-    output: e.output,
-    time: sched.networkTime(e.t),
-    pe: e.pe,
-    qe: e.qe,
-    cx: e.cx,
-    cd: e.cd,
-    cHist: e.cD0 ?? 0,
-    saveD0: e.saveD0,
-    clipOut: e.clipOut,
-  }));
+  return plan.flat().map(({ t, cD0, ...rest }) => ({ ...rest, time: sched.networkTime(t), cHist: cD0 ?? 0 }));
 }
 
 /** The tables at the hopper-medium-v2 settings of the three modules (Diffusion-QL T 5, EDP T 100 with 15 DPM-Solver++ steps). */
