@@ -240,7 +240,8 @@ async function main(): Promise<void> {
       const chainReps = T <= 5 ? { eager: reps(10, 3), replay: reps(20, 5), warmup: 1 } : T <= 20 ? { eager: reps(5, 2), replay: reps(10, 3), warmup: 1 } : T <= 100 ? { eager: reps(2, 1), replay: reps(3, 1), warmup: 1 } : { eager: 1, replay: 1, warmup: 0 };
       let chain: StepTiming;
       // The chain's tape grows with T (lavapipe's buffers are process memory): a long chain runs when the growth
-      // per chain step measured on the shorter ones, times T, fits in 80% of free memory (twice that to record too)
+      // per chain step measured on the shorter ones, times T, fits in 80% of free memory; the recording after the
+      // eager step takes its buffers from the pool the eager step's tape went back to, so one tape's worth suffices
       const fits = (copies: number) => rssPerChainStep === 0 || rssPerChainStep * T * copies <= freemem() * 0.8;
       const needMB = Math.round((rssPerChainStep * T) / 2 ** 20);
       if (heavy && !fits(1)) {
@@ -249,10 +250,10 @@ async function main(): Promise<void> {
         process.stderr.write(`T = ${T}: the chain step runs in a child process...\n`);
         chain = chainInChild(T, rssPerChainStep, { device: args.device, quick, replay, obs: obsDim, act: actDim });
       } else {
-        const recordIt = replay && (!heavy || (!quick && fits(2)));
+        const recordIt = replay && (!heavy || (!quick && fits(1)));
         if (heavy) process.stderr.write(`T = ${T}: one eager chain step${recordIt ? ', one recorded, one replayed' : ''} (about ${needMB || '?'} MB of tape; slow on a software adapter)...\n`);
         chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, recordIt);
-        if (replay && !recordIt) chain.replay = none(quick ? 'not recorded with --quick' : `not recorded: twice ${needMB} MB does not fit in free memory`);
+        if (replay && !recordIt) chain.replay = none(quick ? 'not recorded with --quick' : `not recorded: ${needMB} MB does not fit in free memory`);
       }
       if (childMode && heavy) {
         console.log(`${CHILD_MARK}${JSON.stringify(chain)}`);
