@@ -105,11 +105,13 @@ t('dql-bandit: four clusters of n/4, std 0.05, clipped to [-1, 1], rewards N(mu,
   assert.equal(d.modes, { centers, std: 0.05 });
   const mus = [3.0, 0.0, 1.5, 5.0];
   const stats = perMode(d, centers);
+  // 10000 points per cluster: a mean has standard error 0.0005 and a std a relative one of 0.0071 (the
+  // rewards' std below too), so these bounds are 6 standard errors (two-sided 2e-9 per check)
   stats.forEach((s, k) => {
     assert.is(s.count, n / 4, `cluster ${k} count`);
     for (const a of [0, 1] as const) {
-      assert.ok(Math.abs(s.mean[a] - centers[k]![a]!) < 0.0025, `cluster ${k} mean ${s.mean}`);
-      assert.ok(Math.abs(s.std[a] / 0.05 - 1) < 0.035, `cluster ${k} std ${s.std}`);
+      assert.ok(Math.abs(s.mean[a] - centers[k]![a]!) < 0.003, `cluster ${k} mean ${s.mean}`);
+      assert.ok(Math.abs(s.std[a] / 0.05 - 1) < 0.043, `cluster ${k} std ${s.std}`);
     }
   });
   assert.ok(d.actions.every((v) => v >= -1 && v <= 1), 'clipped to [-1, 1]');
@@ -124,7 +126,7 @@ t('dql-bandit: four clusters of n/4, std 0.05, clipped to [-1, 1], rewards N(mu,
     const m = s / (n / 4);
     const sd = Math.sqrt(s2 / (n / 4) - m * m);
     assert.ok(Math.abs(m - mus[k]!) < 0.03, `cluster ${k} reward mean ${m}`);
-    assert.ok(Math.abs(sd / 0.5 - 1) < 0.035, `cluster ${k} reward std ${sd}`);
+    assert.ok(Math.abs(sd / 0.5 - 1) < 0.043, `cluster ${k} reward std ${sd}`);
   }
   const bc = toyDataset('dql-bandit-bc', 1000, 5);
   assert.ok(bc.rewards.every((r) => r === 0), 'BC variant has zero rewards');
@@ -148,8 +150,9 @@ t('8gaussians: eight modes at 4 unit/1.414 with std 0.5/1.414, energy idx/7', ()
   assert.ok(Math.abs(d.modes!.std - 0.5 / 1.414) < 1e-12);
   const stats = perMode(d, centers);
   stats.forEach((s, k) => {
-    // multinomial count: n/8 +- a few sigma (sigma = sqrt(n p (1-p)) ~ 94)
-    assert.ok(Math.abs(s.count - n / 8) < 500, `mode ${k} count ${s.count}`);
+    // multinomial count: n/8 +- 6.4 sigma (sigma = sqrt(n p (1-p)) ~ 94); the mean's standard error is 0.0035
+    // and the std's relative one 0.0071, so those bounds are 5.7 standard errors
+    assert.ok(Math.abs(s.count - n / 8) < 600, `mode ${k} count ${s.count}`);
     for (const a of [0, 1] as const) {
       assert.ok(Math.abs(s.mean[a] - centers[k]![a]!) < 0.02, `mode ${k} mean ${s.mean}`);
       assert.ok(Math.abs(s.std[a] / (0.5 / 1.414) - 1) < 0.04, `mode ${k} std ${s.std}`);
@@ -174,14 +177,16 @@ t('rings: n/4 per ring (innermost takes the rest), shuffled, energy from the noi
   let s2 = 0;
   const expectedEnergy = RING_RADII.map((r) => ringEnergy(r * r));
   assert.equal(expectedEnergy.map((e) => Math.fround(e)), [0.667, 0.333, 1.0, 0].map((e) => Math.fround(e)));
-  // the energy names the ring a point was drawn on; its noisy radius stays within 0.45 (5.6 noise stds) of it
+  // the energy names the ring a point was drawn on; its noisy radius stays within 0.6 (7.5 noise stds) of it.
+  // Over 40003 points a bound of 5.6 stds fails in about 7e-4 of the draws (worst point 5.2 stds in 300 seeds);
+  // at 7.5 stds it is 3e-9, and a point labelled with a neighbouring ring (0.75 away) still fails it.
   for (let i = 0; i < n; i++) {
     const rad = Math.hypot(d.actions[i * 2]!, d.actions[i * 2 + 1]!);
     const ring = expectedEnergy.findIndex((e) => Math.fround(e) === d.rewards[i]);
     assert.ok(ring >= 0, `point ${i} energy ${d.rewards[i]} is one of the four`);
     counts[ring]!++;
     s2 += (rad - RING_RADII[ring]!) ** 2;
-    assert.ok(Math.abs(rad - RING_RADII[ring]!) < 0.45, `point ${i} radius ${rad} near ring ${RING_RADII[ring]}`);
+    assert.ok(Math.abs(rad - RING_RADII[ring]!) < 0.6, `point ${i} radius ${rad} near ring ${RING_RADII[ring]}`);
   }
   const q = Math.floor(n / 4);
   assert.equal(counts, [q, q, q, n - 3 * q]);
@@ -229,7 +234,8 @@ t('swissroll: make_swiss_roll(noise 1)/5, energy |a|^2/9', () => {
     sx += d.actions[i * 2]!;
     sy += d.actions[i * 2 + 1]!;
   }
-  assert.ok(Math.abs(sx / n - mx) < 0.03 && Math.abs(sy / n - my) < 0.03, `mean (${sx / n}, ${sy / n}) vs (${mx}, ${my})`);
+  // the means' standard errors are 0.0060 (x) and 0.0063 (y): 0.038 is 6 of them
+  assert.ok(Math.abs(sx / n - mx) < 0.038 && Math.abs(sy / n - my) < 0.038, `mean (${sx / n}, ${sy / n}) vs (${mx}, ${my})`);
 });
 
 t('moons: make_moons(noise 0.1) * 2 + (-1, -0.2), energy = label, shuffled', () => {
@@ -249,9 +255,10 @@ t('moons: make_moons(noise 0.1) * 2 + (-1, -0.2), energy = label, shuffled', () 
     const cy = label === 0 ? 0 : 0.5;
     const dr = Math.hypot(px - cx, py - cy) - 1;
     s2 += dr * dr;
-    assert.ok(Math.abs(dr) < 0.6, `point ${i} off its moon by ${dr}`);
+    // 7 noise stds: over 30001 points 6 stds would fail in about 6e-5 of the draws, 7 in 1e-7
+    assert.ok(Math.abs(dr) < 0.7, `point ${i} off its moon by ${dr}`);
     const side = label === 0 ? py : cy - py;
-    assert.ok(side > -0.6, `point ${i} on the wrong half of its circle`);
+    assert.ok(side > -0.7, `point ${i} on the wrong half of its circle`);
   }
   assert.is(ones, n - Math.floor(n / 2), 'inner moon has the remaining points');
   assert.ok(Math.abs(Math.sqrt(s2 / n) / 0.1 - 1) < 0.1, `radial noise std ${Math.sqrt(s2 / n)}`);
@@ -278,7 +285,8 @@ t('checkerboard: alternating squares of side 2 in [-4, 4]^2, energy from x', () 
     cells.set(key, (cells.get(key) ?? 0) + 1);
   }
   assert.is(cells.size, 8, 'eight filled squares');
-  for (const [k, c] of cells) assert.ok(Math.abs(c - n / 8) < 500, `square ${k} holds ${c}`);
+  // multinomial counts: sigma = sqrt(n p (1 - p)) ~ 94, so 600 is 6.4 sigma
+  for (const [k, c] of cells) assert.ok(Math.abs(c - n / 8) < 600, `square ${k} holds ${c}`);
 });
 
 t('2spirals: mirrored halves, points near the spiral, energy clip(1 - h/10, 0, 1)', () => {
@@ -304,10 +312,10 @@ t('2spirals: mirrored halves, points near the spiral, energy clip(1 - h/10, 0, 1
   const sd = Math.sqrt(s2x / n - (sx / n) ** 2);
   const expected = Math.sqrt(1 / 48 + 0.09);
   assert.ok(Math.abs(sd / expected - 1) < 0.03, `residual std ${sd} vs ${expected}`);
-  // h = sqrt(U) 3 pi: P(h <= 1.5 pi) = 1/4
+  // h = sqrt(U) 3 pi: P(h <= 1.5 pi) = 1/4, standard error 0.0031 over 20001 points: 0.019 is 6 of them
   let low = 0;
   for (let i = 0; i < half; i++) if (10 * (1 - d.rewards[i]!) <= 1.5 * Math.PI) low++;
-  assert.ok(Math.abs(low / half - 0.25) < 0.015, `P(h <= 1.5 pi) = ${low / half}`);
+  assert.ok(Math.abs(low / half - 0.25) < 0.019, `P(h <= 1.5 pi) = ${low / half}`);
 });
 
 t('25gaussians: 5x5 grid in the original order, n/25 per mode, std 0.3, rewards far/near/hard', () => {
@@ -322,14 +330,15 @@ t('25gaussians: 5x5 grid in the original order, n/25 per mode, std 0.3, rewards 
   assert.equal(far.actions, near.actions);
   assert.equal(far.actions, hard.actions);
   // 400 points per mode: a mode's mean has standard error 0.015 and its std a relative error of 3.5%, so
-  // per mode the bounds are 5 standard errors and the std is pinned down on the pooled residuals
+  // per mode the bounds are 6 standard errors (at 5, the 100 checks together would fail in about 5e-5 of the draws)
+  // and the std is pinned down on the pooled residuals
   const stats = perMode(far, centers);
   let pooled = 0;
   stats.forEach((s, k) => {
     assert.is(s.count, 400, `mode ${k} count`);
     for (const a of [0, 1] as const) {
-      assert.ok(Math.abs(s.mean[a] - centers[k]![a]!) < 0.075, `mode ${k} mean ${s.mean}`);
-      assert.ok(Math.abs(s.std[a] / 0.3 - 1) < 0.18, `mode ${k} std ${s.std}`);
+      assert.ok(Math.abs(s.mean[a] - centers[k]![a]!) < 0.09, `mode ${k} mean ${s.mean}`);
+      assert.ok(Math.abs(s.std[a] / 0.3 - 1) < 0.215, `mode ${k} std ${s.std}`);
       pooled += s.std[a] ** 2;
     }
   });
