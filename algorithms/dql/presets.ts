@@ -2,7 +2,7 @@
 // Offline-RL main.py, agents/ql_diffusion.py), and a quick preset that trains and evaluates on the repository's
 // Pendulum dataset in minutes on a software GPU. The gradient-norm table is also EDP's (sail-sg/edp hps.py).
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
-import { BUILTIN_DATASETS, envForDataset } from '../srpo/presets.ts';
+import { BUILTIN_DATASETS, PENDULUM_QUICK_RUN, envForDataset } from '../srpo/presets.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
 
@@ -89,19 +89,14 @@ export const TASK_SETTINGS: Readonly<Record<string, TaskSettings>> = Object.free
 });
 
 /**
- * The default run: the shipped Pendulum dataset, width-64 networks and 2000 steps, so training and the
+ * The default run, and the base of EDP's: the shipped Pendulum dataset, width-64 networks and 2000 steps, so training and the
  * evaluations finish in minutes on a software GPU. As in the SRPO and DTQL quick presets, rewards use 'minmax'
  * and observations are z-scored, the critic learns at 3e-3 and its target tracks at Polyak 0.05 so values
  * propagate over the swing-up horizon within the run; the policy learns at 1e-3 and its EMA starts at step 200
  * (of 2000, as 1000 of the paper's 2M).
  */
-export const QUICK_PENDULUM: DqlConfig = Object.freeze({
-  ...PAPER_DEFAULTS,
-  task: 'pendulum-quick',
-  dataset: 'pendulum-medium-v1',
-  env: 'Pendulum-v1',
-  rewardPreset: 'minmax',
-  normalizeObs: true,
+export const QUICK_PENDULUM_POLICY: Readonly<Partial<DiffusionPolicyConfig>> = Object.freeze({
+  ...PENDULUM_QUICK_RUN,
   trainSteps: 2000,
   batch: 256,
   actorHidden: 64,
@@ -111,13 +106,10 @@ export const QUICK_PENDULUM: DqlConfig = Object.freeze({
   targetTau: 0.05,
   emaStart: 200,
   evalEvery: 1000,
-  evalEpisodes: 20,
-  evalSeed: 1001,
-  bcEval: true,
   bcMlpSteps: 3000,
-  logEvery: 100,
-  checkpointEvery: 1000,
-}) as DqlConfig;
+});
+
+export const QUICK_PENDULUM: DqlConfig = Object.freeze({ ...PAPER_DEFAULTS, ...QUICK_PENDULUM_POLICY }) as DqlConfig;
 
 const QUICK_PRESETS: Readonly<Record<string, DqlConfig>> = Object.freeze({ 'pendulum-quick': QUICK_PENDULUM });
 

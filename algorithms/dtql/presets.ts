@@ -2,7 +2,7 @@
 // main.py, agents/dtql.py), and a quick preset that runs pretraining, training and evaluation on the repository's
 // Pendulum dataset in minutes on a software GPU.
 import type { RewardPreset } from '../../datasets/presets.ts';
-import { BUILTIN_DATASETS, envForDataset } from '../srpo/presets.ts';
+import { BUILTIN_DATASETS, PENDULUM_QUICK_RUN, envForDataset } from '../srpo/presets.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
 
@@ -176,11 +176,7 @@ export const TASK_SETTINGS: Readonly<Record<string, TaskSettings>> = Object.free
  */
 export const QUICK_PENDULUM: DtqlConfig = Object.freeze({
   ...PAPER_DEFAULTS,
-  task: 'pendulum-quick',
-  dataset: 'pendulum-medium-v1',
-  env: 'Pendulum-v1',
-  rewardPreset: 'minmax',
-  normalizeObs: true,
+  ...PENDULUM_QUICK_RUN,
   pretrainSteps: 2000,
   trainSteps: 2000,
   batch: 256,
@@ -196,12 +192,7 @@ export const QUICK_PENDULUM: DtqlConfig = Object.freeze({
   targetTau: 0.1,
   candidates: 64,
   evalEvery: 1000,
-  evalEpisodes: 20,
-  evalSeed: 1001,
-  bcEval: true,
   bcMlpSteps: 3000,
-  logEvery: 100,
-  checkpointEvery: 1000,
 }) as DtqlConfig;
 
 const QUICK_PRESETS: Readonly<Record<string, DtqlConfig>> = Object.freeze({ 'pendulum-quick': QUICK_PENDULUM });

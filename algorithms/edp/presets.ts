@@ -2,7 +2,7 @@
 // gradient-norm table it shares with Diffusion-QL, and a quick preset that trains and evaluates on the
 // repository's Pendulum dataset in minutes on a software GPU.
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
-import { TASK_SETTINGS as DQL_TASKS, envForDataset } from '../dql/presets.ts';
+import { QUICK_PENDULUM_POLICY, TASK_SETTINGS as DQL_TASKS, envForDataset } from '../dql/presets.ts';
 import { BUILTIN_DATASETS } from '../srpo/presets.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
@@ -88,28 +88,10 @@ export const PAPER_DEFAULTS: Omit<EdpConfig, 'task' | 'dataset' | 'env'> = Objec
  */
 export const QUICK_PENDULUM: EdpConfig = Object.freeze({
   ...PAPER_DEFAULTS,
-  task: 'pendulum-quick',
-  dataset: 'pendulum-medium-v1',
-  env: 'Pendulum-v1',
-  rewardPreset: 'minmax',
-  normalizeObs: true,
-  trainSteps: 2000,
+  ...QUICK_PENDULUM_POLICY,
   T: 30,
-  actorHidden: 64,
-  lr: 1e-3,
-  criticHidden: [64, 64, 64],
-  criticLr: 3e-3,
-  targetTau: 0.05,
-  emaStart: 200,
   targetSamplerSteps: 5,
   evalSamplerSteps: 10,
-  evalEvery: 1000,
-  evalEpisodes: 20,
-  evalSeed: 1001,
-  bcEval: true,
-  bcMlpSteps: 3000,
-  logEvery: 100,
-  checkpointEvery: 1000,
 }) as EdpConfig;
 
 /**

@@ -147,6 +147,24 @@ export const BUILTIN_DATASETS: Readonly<Record<string, { path: string; env: stri
   'hopper-expert-v4': { path: repoFile('test/fixtures/hopper-expert-v4.hdf5'), env: 'Hopper-v4' },
 });
 
+/**
+ * What every method's quick preset shares: the shipped Pendulum data with 'minmax' rewards and z-scored
+ * observations, 20 evaluation episodes from seed 1001 with the MSE-fitted MLP scored beside the method, a log
+ * line every 100 steps and a checkpoint every 1000.
+ */
+export const PENDULUM_QUICK_RUN = Object.freeze({
+  task: 'pendulum-quick',
+  dataset: 'pendulum-medium-v1',
+  env: 'Pendulum-v1',
+  rewardPreset: 'minmax',
+  normalizeObs: true,
+  evalEpisodes: 20,
+  evalSeed: 1001,
+  bcEval: true,
+  logEvery: 100,
+  checkpointEvery: 1000,
+} as const);
+
 /** The project's environment for a D4RL task family. */
 const TASK_ENVS: Readonly<Record<string, string>> = Object.freeze({
   halfcheetah: 'HalfCheetah-v4',
@@ -171,10 +189,7 @@ const TASK_ENVS: Readonly<Record<string, string>> = Object.freeze({
  */
 export const QUICK_PENDULUM: SrpoConfig = Object.freeze({
   ...PAPER_DEFAULTS,
-  task: 'pendulum-quick',
-  dataset: 'pendulum-medium-v1',
-  env: 'Pendulum-v1',
-  rewardPreset: 'minmax',
+  ...PENDULUM_QUICK_RUN,
   behaviorSteps: 3000,
   behaviorBatch: 256,
   behaviorLr: 1e-3,
@@ -194,10 +209,6 @@ export const QUICK_PENDULUM: SrpoConfig = Object.freeze({
   actorLayers: 2,
   beta: 0.1,
   evalEvery: 2000,
-  evalEpisodes: 20,
-  bcEval: true,
-  logEvery: 100,
-  checkpointEvery: 1000,
 }) as SrpoConfig;
 
 /**
