@@ -271,16 +271,20 @@ t('checkerboard: alternating squares of side 2 in [-4, 4]^2, energy from x', () 
   const n = 80000;
   const d = toyDataset('checkerboard', n, freshSeed());
   const cells = new Map<string, number>();
+  // A coordinate drawn just below a square's edge (an even integer, 4 included) can round to the edge itself
+  // when stored as float32: 13 of 1000 draws of 80000 points had such a point. It belongs to either
+  // square whose closure holds it, so an edge coordinate names both neighbouring cells.
+  const cellsOf = (v: number) => (v % 2 === 0 ? [v / 2 - 1, v / 2] : [Math.floor(v / 2)]).filter((c) => c >= -2 && c < 2);
   for (let i = 0; i < n; i++) {
     const x = d.actions[i * 2]!;
     const y = d.actions[i * 2 + 1]!;
-    assert.ok(x >= -4 && x < 4 && y >= -4 && y < 4, `point (${x}, ${y}) in [-4, 4)^2`);
+    assert.ok(x >= -4 && x <= 4 && y >= -4 && y <= 4, `point (${x}, ${y}) in [-4, 4]^2`);
     assert.is(d.rewards[i], checkerboardEnergy(x));
     const e = (x > 0 && x <= 2) || x <= -2 ? 1 : 0;
     assert.is(d.rewards[i], e);
-    const cx = Math.floor(x / 2);
-    const cy = Math.floor(y / 2);
-    assert.is(((cx + cy) % 2 + 2) % 2, 0, `point (${x}, ${y}) is on a filled square`);
+    const filled = cellsOf(x).flatMap((cx) => cellsOf(y).map((cy) => [cx, cy] as const)).filter(([cx, cy]) => ((cx + cy) % 2 + 2) % 2 === 0);
+    assert.ok(filled.length > 0, `point (${x}, ${y}) is on a filled square`);
+    const [cx, cy] = filled[0]!;
     const key = `${cx},${cy}`;
     cells.set(key, (cells.get(key) ?? 0) + 1);
   }
