@@ -69,7 +69,13 @@ t('median heuristic: bandwidths are 0.5, 1, 2 times the median pairwise distance
 });
 
 t('mmd is near 0 for two samples of one distribution and clearly positive for shifted ones (permutation null)', () => {
-  const r = rng(freshSeed());
+  // A fixed seed: under the null MMD^2 is a weighted sum of centred chi-square(1) terms with a long right tail,
+  // and the std of 40 permutation draws is itself noisy. Over 400 fresh seeds the same-distribution statistic
+  // reached 5.8 null stds (bound 6) and the null mean 4.0 standard errors (bound 6), so fresh draws would fail
+  // in roughly one run in a few hundred. With this seed: null mean -0.5 standard errors, same-distribution
+  // 0.4 null stds, shifted 59 and wider 70 (the worst of those 400 seeds: 28); host float64 only, so the
+  // outcome is the same on every machine. The exactness checks above keep fresh inputs.
+  const r = rng(7);
   const n = 300;
   const dim = 2;
   const x = gaussian(n, dim, r);
