@@ -159,8 +159,11 @@ function moments(x: ArrayLike<number>, D: number): { mean: number[]; std: number
   return { mean, std: sq.map(Math.sqrt) };
 }
 
-/** Sample mean and std within `k` standard errors of the expected values. */
-function assertMoments(x: ArrayLike<number>, mean: number[], std: number[], what: string, k = 5, slack = 0): void {
+/**
+ * Sample mean and std within `k` standard errors of the expected values. Six by default: a run makes 28 such
+ * checks on fresh noise, and at 6 standard errors each fails with probability 2e-9.
+ */
+function assertMoments(x: ArrayLike<number>, mean: number[], std: number[], what: string, k = 6, slack = 0): void {
   const D = mean.length;
   const B = x.length / D;
   const got = moments(x, D);
@@ -390,7 +393,7 @@ t('DDPM sample moments match the exact moments of the Gaussian recursion', async
     assertMoments(x, mean, vr.map(Math.sqrt), `DDPM T=${sched.steps}`);
     // the fixed-small variance leaves out the spread of the data estimate, so narrow data comes out narrower
     // (std 0.2 -> about 0.175 at T = 100); the recursion's own moments above are the exact check
-    if (sched.steps === 100) assertMoments(x, m, s, 'DDPM T=100 against the data', 5, 0.04);
+    if (sched.steps === 100) assertMoments(x, m, s, 'DDPM T=100 against the data', 6, 0.04);
   }
 });
 
@@ -632,7 +635,7 @@ t('DPM-Solver++ with EDP defaults: 15 network calls, moments of the solver\'s ma
   const o: DpmOpts = { steps: 15, order: 3, skip: 'time-uniform', method: 'singlestep', tEnd: 1e-3 };
   const want = affineMoments((z) => dpm64(sched, z, m, s, null, o), 2);
   assertMoments(x, want.mean, want.std, 'DPM-Solver++ EDP defaults');
-  assertMoments(x, m, s, 'DPM-Solver++ EDP defaults against the data', 5, 0.07);
+  assertMoments(x, m, s, 'DPM-Solver++ EDP defaults against the data', 6, 0.07);
 });
 
 // ---- EDM ----
@@ -694,7 +697,7 @@ t('EDM Euler and Heun: float64 replay, convergence to the exact flow, moments', 
   const x = await edmSample(new EDMGaussian(m, s), null, { batch: 4096, actionDim: 2, generator: new Generator(freshSeed()), steps: 18 }).read();
   const want = affineMoments((zz) => edm64(new EDMSchedule().karrasSigmas(18), zz, m, s, null, true), 2);
   assertMoments(x, want.mean, want.std, 'EDM Heun 18 levels');
-  assertMoments(x, m, s, 'EDM Heun 18 levels against the data', 5, 0.03);
+  assertMoments(x, m, s, 'EDM Heun 18 levels against the data', 6, 0.03);
 });
 
 // ---- a two-mode mixture: mode mass ----
@@ -763,21 +766,26 @@ t('two-mode mixture: every sampler keeps the modes\' mass', async () => {
   // on the time-uniform grid ends with a step far longer in lambda than the one before it, and extrapolating
   // the data prediction's slope over it pulls both clusters inwards by about 0.25 (with 40 steps or a logSNR
   // grid it is fine); only its mode mass is checked.
+  // Each bound sits 7 or more noise stds above the sampler's mean offset. Over 200 fresh seeds the offset of
+  // the 0.3 cluster had a spread of 0.0026-0.0038 and means of 0.0066 (DDPM), 0.041 (DDIM), 0.029 (EDP
+  // defaults), 0.0063 (3S logSNR), 0.014 (2M logSNR) and 0.021 (EDM); the 0.7 cluster's are about half.
   const samplers: [string, () => Tensor, number][] = [
-    ['DDPM', () => ddpmSample(discreteModel, null, { ...common, generator: gen(), logVarMode: 'edp' }), 0.02],
+    ['DDPM', () => ddpmSample(discreteModel, null, { ...common, generator: gen(), logVarMode: 'edp' }), 0.035],
     ['DDIM 20 steps', () => ddimSample(discreteModel, null, { ...common, generator: gen(), steps: 20 }), 0.07],
-    ['DPM-Solver++ EDP defaults', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen() }), 0.05],
-    ['DPM-Solver++ 3S logSNR', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen(), skip: 'logSNR' }), 0.02],
-    ['DPM-Solver++ 2M logSNR', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen(), method: 'multistep', order: 2, steps: 15, skip: 'logSNR' }), 0.04],
+    ['DPM-Solver++ EDP defaults', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen() }), 0.057],
+    ['DPM-Solver++ 3S logSNR', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen(), skip: 'logSNR' }), 0.035],
+    ['DPM-Solver++ 2M logSNR', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen(), method: 'multistep', order: 2, steps: 15, skip: 'logSNR' }), 0.042],
     ['DPM-Solver++ 2M time-uniform', () => dpmSolverPPSample(continuousModel, null, { ...common, generator: gen(), method: 'multistep', order: 2, steps: 15 }), Infinity],
-    ['EDM Heun 18', () => edmSample(edmModel, null, { ...common, generator: gen(), steps: 18 }), 0.04],
+    ['EDM Heun 18', () => edmSample(edmModel, null, { ...common, generator: gen(), steps: 18 }), 0.048],
   ];
+  // The share of the 0.7 mode has binomial standard error se; a sampler's discretisation moves its mean by up
+  // to 1.3 se (DDIM 20 steps, over 200 seeds; 0.7 se for DDPM), so 7 se leaves at least 5.7 se of noise margin.
   const se = Math.sqrt((0.3 * 0.7) / B);
   for (const [name, sample, maxOffset] of samplers) {
     const x = await tidy(sample).read();
     assert.ok(x.every((v) => Number.isFinite(v) && Math.abs(v) <= 1), `${name}: finite and within maxAction`);
     const { frac1, offsets } = modeStats(x, modes);
-    assert.ok(Math.abs(frac1 - 0.7) < 5 * se, `${name}: ${frac1} of the samples in the 0.7 mode`);
+    assert.ok(Math.abs(frac1 - 0.7) < 7 * se, `${name}: ${frac1} of the samples in the 0.7 mode`);
     assert.ok(offsets.every((o) => o < maxOffset), `${name}: cluster means ${offsets} away from the modes`);
   }
 });
