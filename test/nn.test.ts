@@ -82,11 +82,14 @@ t('HostRng is reproducible and has the right moments', () => {
     sn2 += z * z;
     sn4 += z ** 4;
   }
+  // standard errors at n = 200000: uniform mean 0.00065, variance 0.00017; normal mean 0.0022, E z^2 0.0032,
+  // E z^4 0.022 (Var z^4 = 96). Every bound is 6 or more of them (two-sided 2e-9 each).
   assert.ok(Math.abs(su / n - 0.5) < 0.004, `uniform mean ${su / n}`);
   assert.ok(Math.abs(su2 / n - su ** 2 / n ** 2 - 1 / 12) < 0.002, 'uniform variance');
-  assert.ok(Math.abs(sn / n) < 0.01, `normal mean ${sn / n}`);
-  assert.ok(Math.abs(sn2 / n - 1) < 0.015, `normal variance ${sn2 / n}`);
-  assert.ok(Math.abs(sn4 / n - 3) < 0.1, `normal kurtosis ${sn4 / n}`);
+  assert.ok(Math.abs(sn / n) < 0.0135, `normal mean ${sn / n}`);
+  assert.ok(Math.abs(sn2 / n - 1) < 0.019, `normal variance ${sn2 / n}`);
+  // z^4 is skewed (skewness 10), which moves the 6-sigma point of its mean by about 0.13 sigma: 0.15 is 6.8
+  assert.ok(Math.abs(sn4 / n - 3) < 0.15, `normal kurtosis ${sn4 / n}`);
 });
 
 t('PyTorch default Linear init: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias', () => {
@@ -105,8 +108,10 @@ t('PyTorch default Linear init: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias',
       assert.ok(maxAbs <= bound, `|w| ${maxAbs} within ${bound}`);
       if (arr.length >= 4000) {
         const n = arr.length;
-        assert.ok(Math.abs(s / n) < 0.02 * bound, `mean ${s / n}`);
-        assert.ok(Math.abs(s2 / n / (bound * bound / 3) - 1) < 0.05, `variance ${s2 / n} vs ${bound * bound / 3}`);
+        // 6 standard errors: the mean's is bound / sqrt(3 n) and the relative one of the mean square sqrt(0.8 / n).
+        // A fixed 0.02 bound was 2.3 standard errors at n = 4335 and failed in 39 of 2000 draws.
+        assert.ok(Math.abs(s / n) < (6 * bound) / Math.sqrt(3 * n), `mean ${s / n}`);
+        assert.ok(Math.abs(s2 / n / (bound * bound / 3) - 1) < 6 * Math.sqrt(0.8 / n), `variance ${s2 / n} vs ${bound * bound / 3}`);
         assert.ok(maxAbs > 0.99 * bound, 'fills the interval');
       }
     }
