@@ -70,8 +70,10 @@ t('Pendulum steps match the float64 reference, including out-of-range actions an
     let thdot = qvel[0]!;
     assert.equal(Array.from(obs0), [Math.cos(th), Math.sin(th), thdot].map(Math.fround));
     for (let k = 0; k < 200; k++) {
-      // actions well outside [-2, 2] half the time; bang-bang bursts reach the speed limit
-      const a = ep % 2 === 0 ? (r() - 0.5) * 8 : (Math.floor(k / 15) % 2 === 0 ? 2 : -2);
+      // actions well outside [-2, 2] half the time; otherwise full torque along the motion, which pumps energy
+      // until the speed limit clips (in every episode by step 84 over 40000 episodes; fixed 15-step bang-bang
+      // bursts missed it in all five episodes of 24 of 20000 seeds)
+      const a = ep % 2 === 0 ? (r() - 0.5) * 8 : thdot >= 0 ? 2 : -2;
       const step = env.step([a]);
       const ref = pendulumRef(th, thdot, a);
       close(step.reward, ref.reward, 1e-12, `ep ${ep} step ${k} reward (seed ${seed})`);
@@ -133,9 +135,9 @@ t('Pendulum reset draws theta ~ U(-pi, pi), thetadot ~ U(-1, 1)', () => {
     maxAbsTh = Math.max(maxAbsTh, Math.abs(qpos[0]!));
     maxAbsDot = Math.max(maxAbsDot, Math.abs(qvel[0]!));
   }
-  // the means of U(-a, a) over 4000 draws lie within 5 standard errors of 0
-  assert.ok(Math.abs(sumTh / n) < (5 * Math.PI) / Math.sqrt(3 * n));
-  assert.ok(Math.abs(sumDot / n) < 5 / Math.sqrt(3 * n));
+  // the means of U(-a, a) over 4000 draws lie within 6 standard errors of 0 (two-sided 2e-9 each)
+  assert.ok(Math.abs(sumTh / n) < (6 * Math.PI) / Math.sqrt(3 * n));
+  assert.ok(Math.abs(sumDot / n) < 6 / Math.sqrt(3 * n));
   assert.ok(maxAbsTh > 3.1 && maxAbsDot > 0.99, 'draws span the range');
 });
 
