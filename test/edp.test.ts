@@ -18,7 +18,7 @@ import { zeros } from '../engine/basic.ts';
 import { minimum, sub } from '../engine/ops/elementwise.ts';
 import { IQLCritic, awrLoss, expectileLoss } from '../algorithms/iql.ts';
 import { crrAdvantage, makeModels, taskConfig, trainStep, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
-import { QUICK_LIKELIHOOD_OVERRIDES } from '../algorithms/edp/presets.ts';
+import { QUICK_BACKBONE_OVERRIDES } from '../algorithms/edp/presets.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
 
 const t = suite('edp');
@@ -46,19 +46,18 @@ function tinyConfig(backbone: Backbone, over: Partial<EdpConfig> = {}): EdpConfi
   };
 }
 
-t("quick preset: CRR and IQL get the likelihood overrides, TD3 and the D4RL tasks keep EDP's settings", () => {
+t("quick preset: selection at temperature 10 for every backbone, IQL's overrides, the D4RL tasks keep EDP's settings", () => {
   const td3 = taskConfig('pendulum-quick', 'td3');
-  assert.is(td3.selectTemperature, undefined);
-  for (const backbone of ['crr', 'iql'] as const) {
+  for (const backbone of ['td3', 'crr', 'iql'] as const) {
     const cfg = taskConfig('pendulum-quick', backbone);
     assert.is(cfg.backbone, backbone);
-    for (const [key, value] of Object.entries(QUICK_LIKELIHOOD_OVERRIDES[backbone])) assert.equal(cfg[key as keyof EdpConfig], value, `${backbone} ${key}`);
+    for (const [key, value] of Object.entries(QUICK_BACKBONE_OVERRIDES[backbone] ?? {})) assert.equal(cfg[key as keyof EdpConfig], value, `${backbone} ${key}`);
     assert.is(cfg.selectTemperature, 10);
   }
   const iql = taskConfig('pendulum-quick', 'iql');
   assert.equal([iql.targetTau, iql.guideCoef], [0.1, 0.1]);
   assert.equal([taskConfig('pendulum-quick', 'crr').targetTau, taskConfig('pendulum-quick', 'crr').guideCoef], [td3.targetTau, td3.guideCoef]);
-  for (const backbone of ['crr', 'iql'] as const) {
+  for (const backbone of ['td3', 'crr', 'iql'] as const) {
     const d4rl = taskConfig('hopper-medium-v2', backbone);
     assert.equal([d4rl.selectTemperature, d4rl.targetTau, d4rl.guideCoef], [undefined, 0.005, 1], `hopper-medium-v2 ${backbone}`);
   }

@@ -89,11 +89,17 @@ export const TASK_SETTINGS: Readonly<Record<string, TaskSettings>> = Object.free
 });
 
 /**
- * The default run, and the base of EDP's: the shipped Pendulum dataset, width-64 networks and 2000 steps, so training and the
- * evaluations finish in minutes on a software GPU. As in the SRPO and DTQL quick presets, rewards use 'minmax'
- * and observations are z-scored, the critic learns at 3e-3 and its target tracks at Polyak 0.05 so values
- * propagate over the swing-up horizon within the run; the policy learns at 1e-3 and its EMA starts at step 200
- * (of 2000, as 1000 of the paper's 2M).
+ * The default run, and the base of EDP's: the shipped Pendulum dataset, width-64 networks and 2000 steps, so
+ * training and the evaluations finish in minutes on a software GPU. As in the SRPO and DTQL quick presets,
+ * rewards use 'minmax' and observations are z-scored, the critic learns at 3e-3 and its target tracks at Polyak
+ * 0.05 so values propagate over the swing-up horizon within the run; the policy learns at 1e-3 and its EMA
+ * starts at step 200 (of 2000, as 1000 of the paper's 2M).
+ *
+ * The evaluation picks among the 50 candidates by softmax(10 min Q'), not the papers' softmax(min Q'): with
+ * 'minmax' rewards the candidates' Q' differ by about 1.5 from worst to best per state, so temperature 1 is close
+ * to a uniform pick. Measured with the default run, 20 episodes, seeds 0 / 1 / 2: Diffusion-QL 102.7 / 102.7 /
+ * 102.6 at 10 against 95.3 / 98.9 at 1 (seeds 0, 1); EDP-TD3 103.8 / 103.2 / 103.2 at 10 against 99.9 at 1
+ * (seed 0); the MSE-fitted MLP 94.5 / 95.0 / 94.4.
  */
 export const QUICK_PENDULUM_POLICY: Readonly<Partial<DiffusionPolicyConfig>> = Object.freeze({
   ...PENDULUM_QUICK_RUN,
@@ -107,6 +113,7 @@ export const QUICK_PENDULUM_POLICY: Readonly<Partial<DiffusionPolicyConfig>> = O
   emaStart: 200,
   evalEvery: 1000,
   bcMlpSteps: 3000,
+  selectTemperature: 10,
 });
 
 export const QUICK_PENDULUM: DqlConfig = Object.freeze({ ...PAPER_DEFAULTS, ...QUICK_PENDULUM_POLICY }) as DqlConfig;

@@ -84,7 +84,7 @@ export const PAPER_DEFAULTS: Omit<EdpConfig, 'task' | 'dataset' | 'env'> = Objec
  * The default run: the shipped Pendulum dataset with width-64 networks, T = 30 and 5-step DPM-Solver samples
  * for the critic's next actions, so 2000 steps and the evaluations finish in minutes on a software GPU; rewards
  * 'minmax', z-scored observations and a fast critic (lr 3e-3, Polyak 0.05) as in the other quick presets.
- * The likelihood backbones (CRR, IQL) change a few settings on top: QUICK_LIKELIHOOD_OVERRIDES.
+ * IQL changes a few settings on top: QUICK_BACKBONE_OVERRIDES.
  */
 export const QUICK_PENDULUM: EdpConfig = Object.freeze({
   ...PAPER_DEFAULTS,
@@ -95,8 +95,9 @@ export const QUICK_PENDULUM: EdpConfig = Object.freeze({
 }) as EdpConfig;
 
 /**
- * What the quick preset changes for CRR and IQL, measured with scripts/edp-probe.ts (seed 0 / 1, 20 episodes;
- * MLP behaviour cloning scores 94.5 on the same data):
+ * What the quick preset's selection temperature (10, from QUICK_PENDULUM_POLICY) and the IQL overrides did for
+ * the likelihood backbones, measured with scripts/edp-probe.ts (seed 0 / 1, 20 episodes; MLP behaviour cloning
+ * scores 94.5 on the same data):
  * - selectTemperature 10: their policies are advantage-weighted behaviour clones of data whose actions are
  *   mostly noise (a single policy sample scores 11-23, below the dataset's 59.8), so the score comes from the
  *   selection among the 50 candidates. With 'minmax' rewards (Pendulum's costs times 0.12) the candidates' min Q'
@@ -115,9 +116,8 @@ export const QUICK_PENDULUM: EdpConfig = Object.freeze({
  * 80.9 +- 37.7 at seed 0). The policies alone stay weak: one sample per state scores 11-23, and the diffusion
  * model trained on its loss only (guideCoef 0) 9.8 +- 19.9.
  */
-export const QUICK_LIKELIHOOD_OVERRIDES: Readonly<Record<'crr' | 'iql', Partial<EdpConfig>>> = Object.freeze({
-  crr: Object.freeze({ selectTemperature: 10 }),
-  iql: Object.freeze({ selectTemperature: 10, targetTau: 0.1, guideCoef: 0.1 }),
+export const QUICK_BACKBONE_OVERRIDES: Readonly<Partial<Record<Backbone, Partial<EdpConfig>>>> = Object.freeze({
+  iql: Object.freeze({ targetTau: 0.1, guideCoef: 0.1 }),
 });
 
 const QUICK_PRESETS: Readonly<Record<string, EdpConfig>> = Object.freeze({ 'pendulum-quick': QUICK_PENDULUM });
@@ -131,7 +131,7 @@ export const TASK_NAMES: readonly string[] = [...Object.keys(QUICK_PRESETS), ...
  */
 export function taskConfig(task: string, backbone: Backbone = 'td3'): EdpConfig {
   const quick = QUICK_PRESETS[task];
-  if (quick) return { ...quick, criticHidden: [...quick.criticHidden], backbone, ...(backbone === 'td3' ? {} : QUICK_LIKELIHOOD_OVERRIDES[backbone]) };
+  if (quick) return { ...quick, criticHidden: [...quick.criticHidden], backbone, ...QUICK_BACKBONE_OVERRIDES[backbone] };
   const s = DQL_TASKS[task];
   if (!s) {
     const err = new Error(`unknown task '${task}'; known: ${TASK_NAMES.join(', ')}`);
