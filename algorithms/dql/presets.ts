@@ -98,8 +98,8 @@ export const TASK_SETTINGS: Readonly<Record<string, TaskSettings>> = Object.free
  * The evaluation picks among the 50 candidates by softmax(10 min Q'), not the papers' softmax(min Q'): with
  * 'minmax' rewards the candidates' Q' differ by about 1.5 from worst to best per state, so temperature 1 is close
  * to a uniform pick. Measured with the default run, 20 episodes, seeds 0 / 1 / 2: Diffusion-QL 102.7 / 102.7 /
- * 102.6 at 10 against 95.3 / 98.9 at 1 (seeds 0, 1); EDP-TD3 103.8 / 103.2 / 103.2 at 10 against 99.9 at 1
- * (seed 0); the MSE-fitted MLP 94.5 / 95.0 / 94.4.
+ * 102.6 at 10 against 95.3 / 98.9 / 97.0 at 1; EDP-TD3 103.8 / 103.2 / 103.2 at 10 against 99.9 / 97.3 / 98.0
+ * at 1; the MSE-fitted MLP 94.5 / 95.0 / 94.4.
  */
 export const QUICK_PENDULUM_POLICY: Readonly<Partial<DiffusionPolicyConfig>> = Object.freeze({
   ...PENDULUM_QUICK_RUN,
