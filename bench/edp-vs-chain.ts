@@ -231,6 +231,7 @@ async function main(): Promise<void> {
     const childMode = process.env[CHILD_ENV] !== undefined;
     let rssPerChainStep = childMode ? Number(process.env[CHILD_ENV]) || 0 : 0;
     const rssBase = mb();
+    const rssPoints: { T: number; mb: number }[] = [];
     for (const T of Ts) {
       const cfg = dql.taskConfig(task);
       cfg.T = T;
@@ -259,7 +260,15 @@ async function main(): Promise<void> {
         console.log(`${CHILD_MARK}${JSON.stringify(chain)}`);
         process.exit(0);
       }
-      if (T >= 20 && !heavy) rssPerChainStep = Math.max(rssPerChainStep, ((mb() - rssBase) * 2 ** 20) / T);
+      if (!heavy) {
+        // the growth per chain step: the slope between the two longest chains run so far (the process's fixed
+        // costs cancel), or from the start of this part when only one has run (an overestimate)
+        rssPoints.push({ T, mb: mb() });
+        const last = rssPoints[rssPoints.length - 1]!;
+        const prev = rssPoints[rssPoints.length - 2];
+        const perStepMB = prev && last.T > prev.T ? (last.mb - prev.mb) / (last.T - prev.T) : (last.mb - rssBase) / last.T;
+        if (T >= 20) rssPerChainStep = Math.max(perStepMB, 0.1) * 2 ** 20;
+      }
       const edpTiming = await timeStep(() => edpUpdate(m, edpCfg, batch, gen), { eager: reps(20, 5), replay: reps(50, 10), warmup: 2 }, replay);
       const row: PolicyRow = {
         T,
