@@ -118,9 +118,15 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
  * Times a training step eagerly, then records it and times its replays. The recorded loss is read after the
  * timed replays (no extra step), so a broken step shows up as a note on a non-finite value.
  */
-async function timeStep(step: () => { loss: Tensor }, reps: { eager: number; replay: number; warmup: number }, replay: boolean): Promise<StepTiming> {
+async function timeStep(
+  step: () => { loss: Tensor },
+  reps: { eager: number; replay: number; warmup: number },
+  replay: boolean,
+  onEager?: (t: StepTiming) => void,
+): Promise<StepTiming> {
   const eager = await timeItWithCpu(reps.eager, reps.warmup, () => tidy(() => void step()));
   const out: StepTiming = { eager: { ...eager, reps: reps.eager }, replay: none('not run (--no-replay)'), dispatches: null };
+  onEager?.(out);
   if (!replay) return out;
   let rec;
   try {
@@ -173,16 +179,24 @@ function edpUpdate(m: dql.DqlModels, cfg: edp.EdpConfig, batch: ReplayBatch, gen
 // step alone and prints its result on one marked line; a crash becomes a note in the table.
 const CHILD_ENV = 'EDP_VS_CHAIN_CHILD_TAPE_BYTES_PER_STEP';
 const CHILD_MARK = 'CHAIN-RESULT ';
+const CHILD_EAGER_MARK = 'CHAIN-EAGER ';
 
 function chainInChild(T: number, tapeBytesPerStep: number, argv: { device: string; quick: boolean; replay: boolean; obs: number; act: number }): StepTiming {
   const args = [fileURLToPath(import.meta.url), '--T', String(T), '--parts', '1', '--device', argv.device, '--obs', String(argv.obs), '--act', String(argv.act)];
   if (argv.quick) args.push('--quick');
   if (!argv.replay) args.push('--no-replay');
   const r = spawnSync(process.execPath, args, { env: { ...process.env, [CHILD_ENV]: String(tapeBytesPerStep) }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 24 });
-  const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith(CHILD_MARK));
+  const lines = (r.stdout ?? '').split('\n');
+  const line = lines.find((l) => l.startsWith(CHILD_MARK));
   if (line) return JSON.parse(line.slice(CHILD_MARK.length)) as StepTiming;
   const how = r.signal ? `signal ${r.signal}` : r.error ? r.error.message : `exit code ${r.status}`;
   const note = `the chain step crashed its process (${how}; run in a child process of this benchmark)`;
+  // the eager timing is printed before the recording starts, so a crash while recording keeps it
+  const eagerLine = lines.find((l) => l.startsWith(CHILD_EAGER_MARK));
+  if (eagerLine) {
+    const eager = JSON.parse(eagerLine.slice(CHILD_EAGER_MARK.length)) as StepTiming;
+    return { ...eager, replay: none(`recording ${note.replace('the chain step ', '')}`) };
+  }
   return { eager: none(note), replay: none(note), dispatches: null };
 }
 
@@ -253,7 +267,8 @@ async function main(): Promise<void> {
       } else {
         const recordIt = replay && (!heavy || (!quick && fits(1)));
         if (heavy) process.stderr.write(`T = ${T}: one eager chain step${recordIt ? ', one recorded, one replayed' : ''} (about ${needMB || '?'} MB of tape; slow on a software adapter)...\n`);
-        chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, recordIt);
+        const printEager = childMode ? (t: StepTiming) => console.log(`${CHILD_EAGER_MARK}${JSON.stringify(t)}`) : undefined;
+        chain = await timeStep(() => chainUpdate(m, batch, gen), chainReps, recordIt, printEager);
         if (replay && !recordIt) chain.replay = none(quick ? 'not recorded with --quick' : `not recorded: ${needMB} MB does not fit in free memory`);
       }
       if (childMode && heavy) {
