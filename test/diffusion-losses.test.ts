@@ -313,7 +313,20 @@ t('EDM loss: values with and without the clip, sigma over the whole range', asyn
       for (const maxAction of [null, 1]) {
         const loss = await tidy(() => edmLoss(tensor(F, [rows, dim]), tensor(xt, [rows, dim]), tensor(x0, [rows, dim]), tensor(sg), 0.5, maxAction)).read();
         const ref = edmRef(F, xt, x0, sg, dim, 0.5, maxAction);
-        allClose(loss, [ref], 1e-4, 0, `edmLoss [${rows}, ${dim}] clip ${maxAction} threads ${threads} seed ${seed}`);
+        // Each residual (D - x0) / c_out is a difference of float32 terms of size m = (|c_skip x_t| + |c_out F|
+        // + |x0|) / c_out and can cancel far below it: allow it an error of 2e-6 m (about 16 rounding steps) on
+        // top of the relative bound. With one element and the relative bound alone, 1.4% of fresh draws failed
+        // (measured over 6000); the allowance stays below 1% of a unit-size term even at the smallest sigma.
+        let atol = 0;
+        for (let i = 0; i < F.length; i++) {
+          const s2 = sg[Math.floor(i / dim)]! ** 2;
+          const cSkip = 0.25 / (s2 + 0.25);
+          const cOut = (Math.sqrt(s2) * 0.5) / Math.sqrt(s2 + 0.25);
+          const e = Math.abs((Math.min(maxAction ?? Infinity, Math.max(-(maxAction ?? Infinity), cSkip * xt[i]! + cOut * F[i]!)) - x0[i]!) / cOut);
+          const delta = (2e-6 * (Math.abs(cSkip * xt[i]!) + Math.abs(cOut * F[i]!) + Math.abs(x0[i]!))) / cOut;
+          atol += (2 * e * delta + delta * delta) / F.length;
+        }
+        allClose(loss, [ref], 1e-4, atol, `edmLoss [${rows}, ${dim}] clip ${maxAction} threads ${threads} seed ${seed}`);
       }
     }
   }
