@@ -452,9 +452,12 @@ t('update: V regresses to min of the target heads, Q to r + gamma notDone V(s\')
     allClose(gotV, [expectileRef(v, pessimistic, 0.8)], 1e-5, 1e-7, `vLoss ${what}`);
     allClose(gotQ, [headScale * twinTdRef(q1, q2, host.rewards, host.notDone, nextV, 0.9)], 1e-5, 1e-7, `qLoss ${what}`);
     allClose(gotAdv, pessimistic.map((x, i) => x - v[i]!), 1e-5, 1e-6, `advantage ${what}`);
-    // the check can fail: V(s') after V's step gives a different Q loss
-    const late = headScale * twinTdRef(q1, q2, host.rewards, host.notDone, after[5], 0.9);
-    assert.ok(Math.abs(late - gotQ[0]!) > 1e-4 * Math.abs(gotQ[0]!), `V moved enough to tell the orders apart: ${late} vs ${gotQ[0]} (${what})`);
+    // the check can fail: V's step moves V(s'), so targets taken after it differ. (Comparing the two scalar
+    // Q losses instead is not reliable: their difference is a sum of terms of either sign, and it came
+    // within 1e-4 relative in one of about 15 fresh runs.) The largest move over the batch was 0.048-0.35 in
+    // 12 checks; 3e-3 moves a target by far more than the loss check's tolerance.
+    const moved = Math.max(...after[5].map((x, i) => Math.abs(x - nextV[i]!)));
+    assert.ok(moved > 3e-3, `V's step moves V(s') by up to ${moved} (${what})`);
     // both networks stepped
     assert.ok(after[4].some((x, i) => Math.abs(x - v[i]!) > 1e-4) && after[2].some((x, i) => Math.abs(x - q1[i]!) > 1e-4), `V and Q changed (${what})`);
     for (const x of [vLoss, qLoss, advantage!]) x.dispose();
