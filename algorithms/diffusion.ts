@@ -26,21 +26,9 @@ import {
 } from './diffusion/behavior.ts';
 import { mmd, modeMass, type ModeMass } from './diffusion/metrics.ts';
 import { lineSvg, scatterSvg, type ScatterPanel } from './common/svg.ts';
-import {
-  CliError,
-  GpuChurnGuard,
-  JsonlLog,
-  Progress,
-  createRunDir,
-  formatDuration,
-  formatNumber,
-  parseCli,
-  removeStaleTemps,
-  runMain,
-  writeFileAtomic,
-  type CliSpec,
-  type OptionSpec,
-} from './common/run.ts';
+import { CliError, parseCli, runMain, type CliSpec, type OptionSpec } from './common/cli.ts';
+import { GpuChurnGuard, JsonlLog, Progress, formatDuration, formatNumber } from './common/monitor.ts';
+import { createRunDir, removeStaleTemps, writeFileAtomic } from './common/run-files.ts';
 
 const OPTIONS = {
   dataset: { type: 'string', default: 'toy:8gaussians', placeholder: 'toy:name', description: `toy:<name> with name one of ${TOY_NAMES.join(', ')}` },
@@ -150,7 +138,7 @@ async function main(): Promise<void> {
     seed,
     adapter: rt.info.description || rt.info.vendor,
     adapterClass: rt.info.adapterClass,
-    parameters: (model.net as unknown as Module).numParameters(),
+    parameters: model.net.numParameters(),
   };
   writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   console.log(`writing to ${dir}`);
@@ -163,7 +151,7 @@ async function main(): Promise<void> {
   // ---- training, Ctrl-C safe ----
   const checkpointPath = join(dir, 'behavior.safetensors');
   const writeCheckpoint = async (step: number) => {
-    writeFileAtomic(checkpointPath, await saveModule(model.net as unknown as Module, { ...model.metadata(), step: String(step) }));
+    writeFileAtomic(checkpointPath, await saveModule(model.net, { ...model.metadata(), step: String(step) }));
   };
   const stop = new AbortController();
   const onInterrupt = () => {

@@ -9,24 +9,24 @@
 //
 // `node algorithms/dql.ts --help` for the command line; with no arguments it runs the quick Pendulum preset.
 import { backward, detach } from '../engine/autograd.ts';
+import { frozen } from '../engine/nn.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
 import { concat } from '../engine/ops/shape.ts';
+import { clippedStep } from '../engine/optim.ts';
 import type { Generator } from '../engine/random.ts';
-import { dispose as disposeEngine } from '../engine/runtime.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
 import { ddpmSample } from './diffusion/samplers.ts';
-import { isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
-import { interruptible, openDevice, openRun, tuningLog } from './common/offline.ts';
-import {
-  COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
-  randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
-  type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
-} from './common/diffusion-policy.ts';
 import { repeatRows } from './diffusion/select.ts';
-import { BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, taskConfig, type DqlConfig } from './dql/presets.ts';
+import {
+  SEED, diffusionPolicyMethod, makeDiffusionActor, randomHeadQLoss, samplePolicy, updateTarget, type DiffusionActor, type MethodModels,
+} from './common/diffusion-policy.ts';
+import { offlineMain } from './common/offline-method.ts';
+import { TwinQCritic } from './common/twin-q-critic.ts';
+import { DQL_CLI } from './dql/cli.ts';
+import type { DqlConfig } from './dql/presets.ts';
 
-export { taskConfig, QUICK_PENDULUM, type DqlConfig };
+export { taskConfig, type DqlConfig } from './dql/presets.ts';
 
 export interface DqlModels extends MethodModels {
   critic: TwinQCritic;
@@ -42,7 +42,7 @@ export function actorLoss(actor: DiffusionActor, critic: TwinQCritic, cfg: DqlCo
   const bc = d.loss(batch.actions, batch.obs, gen);
   const rows = batch.obs.shape[0]!;
   const aNew = ddpmSample(d, batch.obs, { batch: rows, actionDim: batch.actions.shape[1]!, generator: gen, logVarMode: d.logVarMode, withGrad: true });
-  const q = withFrozen([critic.q], () => {
+  const q = frozen([critic.q], () => {
     const [q1, q2] = critic.q.forward(batch.obs, aNew);
     return randomHeadQLoss(q1, q2, gen, 'other');
   });
@@ -81,69 +81,6 @@ export function makeModels(obsDim: number, actDim: number, cfg: DqlConfig): DqlM
   };
 }
 
-export function runDql(cfg: DqlConfig, opts: DiffusionPolicyRunOptions): Promise<DiffusionPolicySummary> {
-  return runDiffusionPolicy('Diffusion-QL', cfg, (o, a) => makeModels(o, a, cfg), opts);
-}
+export const DQL = diffusionPolicyMethod('dql', () => 'Diffusion-QL', makeModels, DQL_CLI);
 
-
-// =========================================================================================================
-// Command line
-
-const CLI_OPTIONS = {
-  task: { type: 'string', default: 'pendulum-quick', placeholder: 'name', description: `preset: ${TASK_NAMES.join(', ')}` },
-  eta: { type: 'number', nonNegative: true, description: "weight of the Q term in the policy loss (default: the task's)" },
-  ...COMMON_CLI_OPTIONS,
-} as const satisfies Record<string, OptionSpec>;
-
-export const CLI: CliSpec<typeof CLI_OPTIONS> = {
-  usage: 'node algorithms/dql.ts [options]',
-  description:
-    'Diffusion-QL (Wang et al., ICLR 2023): trains a T-step diffusion policy on behaviour cloning plus a Q term ' +
-    'backpropagated through the whole reverse chain, with a twin-Q critic whose targets come from the EMA policy; ' +
-    'evaluates it in the environment (50 samples per state, one picked by softmax of the target Q) and prints its ' +
-    'normalised score.\n\n' +
-    `With no arguments it runs the quick preset on the shipped Pendulum dataset (${Object.keys(BUILTIN_DATASETS)[0]}) and ` +
-    'compares the result with behaviour cloning (an MLP fitted to the actions by mean squared error) and the dataset ' +
-    'itself. Outputs go to runs/dql-<task>-<timestamp>/: config.json, log.jsonl, train.safetensors (weights, ' +
-    'optimiser state, step), curves.svg and summary.json.',
-  options: CLI_OPTIONS,
-  examples: [
-    'node algorithms/dql.ts',
-    'node algorithms/dql.ts --T 10 --eta 2.5 --train-steps 4000',
-    'node algorithms/dql.ts --task hopper-medium-v2 --dataset path/to/hopper-medium-v2.hdf5',
-    'node algorithms/dql.ts --resume runs/dql-pendulum-quick-20250101-120000',
-  ],
-};
-
-type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
-
-export function configFromArgs(args: CliArgs): DqlConfig {
-  const cfg = taskConfig(args.task);
-  applyCommonArgs(cfg, args);
-  if (args.eta !== undefined) cfg.eta = args.eta;
-  return cfg;
-}
-
-const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !NON_TRAINING_OPTIONS.includes(k));
-
-export async function main(argv: string[] = process.argv.slice(2)): Promise<DiffusionPolicySummary | null> {
-  const args = parseCli(CLI, argv);
-  if (!args) return null;
-  const { cfg, dir, resumed } = openRun<DqlConfig>(args, argv, TRAINING_OPTIONS, () => {
-    const fresh = configFromArgs(args);
-    return { cfg: fresh, name: `dql-${fresh.task}` };
-  });
-  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
-  if (!args.quiet) process.stderr.write(`Diffusion-QL ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
-  try {
-    const summary = await interruptible(dir, 'node algorithms/dql.ts', (stopRequested) =>
-      runDql(cfg, { dir, resume: resumed, quiet: args.quiet, stopRequested, eager: args.eager }),
-    );
-    printSummary(summary);
-    return summary;
-  } finally {
-    disposeEngine();
-  }
-}
-
-if (isMainModule(import.meta.url)) await runMain('dql', async () => void (await main()));
+await offlineMain(import.meta.url, DQL);

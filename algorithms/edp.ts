@@ -16,34 +16,32 @@
 // with the TD3 backbone.
 import { backward, detach, noGrad } from '../engine/autograd.ts';
 import { zeros } from '../engine/basic.ts';
+import { frozen } from '../engine/nn.ts';
 import { add, minimum, scale, sub } from '../engine/ops/elementwise.ts';
 import { mean } from '../engine/ops/reduce.ts';
 import { concat, reshape } from '../engine/ops/shape.ts';
+import { clippedStep, polyakUpdate } from '../engine/optim.ts';
 import type { Generator } from '../engine/random.ts';
-import { dispose as disposeEngine } from '../engine/runtime.ts';
 import { keep, type Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
-import { polyakUpdate } from '../engine/optim.ts';
-import { IQLCritic, awrLoss, expectileLoss, twinTdLoss } from './iql.ts';
-import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from './common/run.ts';
-import { interruptible, openDevice, openRun, tuningLog } from './common/offline.ts';
-import {
-  COMMON_CLI_OPTIONS, NON_TRAINING_OPTIONS, SEED, TwinQCritic, applyCommonArgs, clippedStep, makeDiffusionActor, printSummary,
-  randomHeadQLoss, runDiffusionPolicy, samplePolicy, updateTarget, withFrozen,
-  type DiffusionActor, type DiffusionPolicyRunOptions, type DiffusionPolicySummary, type MethodModels,
-} from './common/diffusion-policy.ts';
 import { repeatRows } from './diffusion/select.ts';
-import { BACKBONES, BUILTIN_DATASETS, QUICK_PENDULUM, TASK_NAMES, isBackbone, taskConfig, type Backbone, type EdpConfig } from './edp/presets.ts';
+import {
+  SEED, diffusionPolicyMethod, makeDiffusionActor, randomHeadQLoss, samplePolicy, updateTarget, type DiffusionActor, type MethodModels,
+} from './common/diffusion-policy.ts';
+import { IQLCritic, awrLoss, expectileLoss, twinTdLoss } from './common/iql.ts';
+import { offlineMain } from './common/offline-method.ts';
+import type { StepLosses } from './common/step-scheduler.ts';
+import { TwinQCritic } from './common/twin-q-critic.ts';
+import { EDP_CLI } from './edp/cli.ts';
+import type { Backbone, EdpConfig } from './edp/presets.ts';
 
-export { taskConfig, QUICK_PENDULUM, BACKBONES, type Backbone, type EdpConfig };
+export { taskConfig, BACKBONES, type Backbone, type EdpConfig } from './edp/presets.ts';
 
 export interface EdpModels extends MethodModels {
   /** TwinQCritic for td3 and crr, IQLCritic for iql. */
   critic: TwinQCritic | IQLCritic;
   cfg: EdpConfig;
 }
-
-type Losses = Record<string, Tensor | [Tensor, string[]]>;
 
 /** TD3 and CRR: the twin Q's step on targets at next actions from the target policy (DPM-Solver by default). */
 function criticStep(actor: DiffusionActor, critic: TwinQCritic, cfg: EdpConfig, batch: ReplayBatch, gen: Generator): Tensor {
@@ -54,7 +52,7 @@ function criticStep(actor: DiffusionActor, critic: TwinQCritic, cfg: EdpConfig, 
 
 /** TD3's guide term at a0Hat: alpha times the random head's normalised -Q (critic frozen). */
 function td3Guide(critic: TwinQCritic, cfg: EdpConfig, obs: Tensor, a0Hat: Tensor, gen: Generator): Tensor {
-  return withFrozen([critic.q], () => {
+  return frozen([critic.q], () => {
     const [q1, q2] = critic.q.forward(obs, a0Hat);
     return scale(randomHeadQLoss(q1, q2, gen, 'same'), cfg.alpha);
   });
@@ -72,7 +70,7 @@ export function crrAdvantage(critic: TwinQCritic, cfg: EdpConfig, batch: ReplayB
 }
 
 /** One policy step on diffCoef L_diff + guideCoef guide; returns the loss and its terms. */
-function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: Tensor): Losses {
+function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: Tensor): StepLosses {
   const loss = add(scale(diff, cfg.diffCoef), scale(guide, cfg.guideCoef));
   actor.optimizer.group.zeroGrad();
   backward(loss);
@@ -85,7 +83,7 @@ function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: 
  * exp(awrTemperature (min Q'(s, a) - V(s))) with the V just updated; Q on r + discount notDone V(s') with that
  * V; then Q's Polyak update.
  */
-function iqlStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator): Losses {
+function iqlStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator): StepLosses {
   const { actor, cfg } = m;
   const critic = m.critic as IQLCritic;
   const c = critic.config;
@@ -114,7 +112,7 @@ function iqlStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Gene
  * One training step of the backbone: TD3 and CRR update the critic, then the policy on the action
  * approximation, then the variant's target-policy update; IQL runs iqlStep.
  */
-export function trainStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator, variant: number): Losses {
+export function trainStep(m: EdpModels, zeroLogStd: Tensor, batch: ReplayBatch, gen: Generator, variant: number): StepLosses {
   const { actor, cfg } = m;
   if (cfg.backbone === 'iql') return iqlStep(m, zeroLogStd, batch, gen);
   const critic = m.critic as TwinQCritic;
@@ -160,75 +158,6 @@ export function makeModels(obsDim: number, actDim: number, cfg: EdpConfig): EdpM
 
 const METHOD_NAMES: Record<Backbone, string> = { td3: 'EDP (TD3)', crr: 'EDP (CRR)', iql: 'EDP (IQL)' };
 
-export function runEdp(cfg: EdpConfig, opts: DiffusionPolicyRunOptions): Promise<DiffusionPolicySummary> {
-  return runDiffusionPolicy(METHOD_NAMES[cfg.backbone], cfg, (o, a) => makeModels(o, a, cfg), opts);
-}
+export const EDP = diffusionPolicyMethod('edp', (cfg: EdpConfig) => METHOD_NAMES[cfg.backbone], makeModels, EDP_CLI);
 
-// =========================================================================================================
-// Command line
-
-const CLI_OPTIONS = {
-  task: { type: 'string', default: 'pendulum-quick', placeholder: 'name', description: `preset: ${TASK_NAMES.join(', ')}` },
-  backbone: { type: 'string', default: 'td3', placeholder: 'td3|crr|iql', description: 'policy objective on the action approximation' },
-  alpha: { type: 'number', nonNegative: true, description: 'TD3 backbone: weight of the normalised Q term (default 2)' },
-  'guide-coef': { type: 'number', nonNegative: true, description: 'weight of the policy term against the diffusion loss (guide_coef, default 1)' },
-  ...COMMON_CLI_OPTIONS,
-} as const satisfies Record<string, OptionSpec>;
-
-export const CLI: CliSpec<typeof CLI_OPTIONS> = {
-  usage: 'node algorithms/edp.ts [options]',
-  description:
-    'Efficient Diffusion Policies (Kang et al., NeurIPS 2023): trains a long-chain diffusion policy whose policy ' +
-    'term is computed at a one-call action approximation (TD3: normalised Q; CRR and IQL: advantage-weighted ' +
-    'likelihood of the data actions), with a twin-Q critic (TD3, CRR: targets from the target policy by DPM-Solver; ' +
-    'IQL: expectile V); evaluates it in the environment (50 DPM-Solver samples per state, one picked by softmax of ' +
-    'the target Q) and prints its normalised score.\n\n' +
-    `With no arguments it runs the quick preset with the TD3 backbone on the shipped Pendulum dataset (${Object.keys(BUILTIN_DATASETS)[0]}) ` +
-    'and compares the result with behaviour cloning (an MLP fitted to the actions by mean squared error) and the ' +
-    'dataset. Outputs go to runs/edp-<backbone>-<task>-<timestamp>/: config.json, log.jsonl, train.safetensors, ' +
-    'curves.svg and summary.json.',
-  options: CLI_OPTIONS,
-  examples: [
-    'node algorithms/edp.ts',
-    'node algorithms/edp.ts --backbone iql',
-    'node algorithms/edp.ts --backbone crr --train-steps 4000',
-    'node algorithms/edp.ts --task hopper-medium-v2 --dataset path/to/hopper-medium-v2.hdf5',
-    'node algorithms/edp.ts --resume runs/edp-td3-pendulum-quick-20250101-120000',
-  ],
-};
-
-type CliArgs = NonNullable<ReturnType<typeof parseCli<typeof CLI_OPTIONS>>>;
-
-export function configFromArgs(args: CliArgs): EdpConfig {
-  if (!isBackbone(args.backbone)) throw new CliError(`--backbone must be one of ${BACKBONES.join(', ')}, got '${args.backbone}'`);
-  const cfg = taskConfig(args.task, args.backbone);
-  applyCommonArgs(cfg, args);
-  if (args.alpha !== undefined) cfg.alpha = args.alpha;
-  if (args['guide-coef'] !== undefined) cfg.guideCoef = args['guide-coef'];
-  if (cfg.T < 21) throw new CliError(`--T must be at least 21 for EDP's scaled linear schedule (its largest beta is 20/T), got ${cfg.T}`);
-  return cfg;
-}
-
-const TRAINING_OPTIONS = Object.keys(CLI_OPTIONS).filter((k) => !NON_TRAINING_OPTIONS.includes(k));
-
-export async function main(argv: string[] = process.argv.slice(2)): Promise<DiffusionPolicySummary | null> {
-  const args = parseCli(CLI, argv);
-  if (!args) return null;
-  const { cfg, dir, resumed } = openRun<EdpConfig>(args, argv, TRAINING_OPTIONS, () => {
-    const fresh = configFromArgs(args);
-    return { cfg: fresh, name: `edp-${fresh.backbone}-${fresh.task}` };
-  });
-  const rt = await openDevice(args.device, { tune: args.tune, log: tuningLog(args.quiet) });
-  if (!args.quiet) process.stderr.write(`${METHOD_NAMES[cfg.backbone]} ${cfg.task}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
-  try {
-    const summary = await interruptible(dir, 'node algorithms/edp.ts', (stopRequested) =>
-      runEdp(cfg, { dir, resume: resumed, quiet: args.quiet, stopRequested, eager: args.eager }),
-    );
-    printSummary(summary);
-    return summary;
-  } finally {
-    disposeEngine();
-  }
-}
-
-if (isMainModule(import.meta.url)) await runMain('edp', async () => void (await main()));
+await offlineMain(import.meta.url, EDP);

@@ -5,7 +5,7 @@
 import { SacAgent } from './sac/agent.ts';
 import { PRESET_NAMES, sacPreset, type SacConfig } from './sac/presets.ts';
 import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online.ts';
-import type { OptionSpec } from './common/run.ts';
+import type { OptionSpec } from './common/cli.ts';
 
 export { SacAgent, sacPreset, type SacConfig };
 

@@ -5,7 +5,7 @@
 import { SDACAgent } from './sdac/agent.ts';
 import { PRESET_NAMES, sdacPreset, type SDACConfig } from './sdac/presets.ts';
 import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online.ts';
-import type { OptionSpec } from './common/run.ts';
+import type { OptionSpec } from './common/cli.ts';
 
 export { SDACAgent, sdacPreset, type SDACConfig };
 

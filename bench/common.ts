@@ -6,13 +6,11 @@ import { Generator } from '../engine/random.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { ReplayStore } from '../datasets/replay.ts';
 import type { Transitions } from '../datasets/d4rl.ts';
-import type { IQLCritic, IQLStep } from '../algorithms/iql.ts';
+import type { IQLCritic, IQLStep } from '../algorithms/common/iql.ts';
 import type { AdamW } from '../engine/optim.ts';
-import type { SrpoActor } from '../algorithms/srpo/actor.ts';
-import {
-  actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, taskConfig,
-  type ActorTraining, type SrpoBehavior, type SrpoConfig,
-} from '../algorithms/srpo.ts';
+import type { DeterministicActor } from '../algorithms/common/deterministic-actor.ts';
+import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, type ActorTraining, type SrpoBehavior } from '../algorithms/srpo.ts';
+import { taskConfig, type SrpoConfig } from '../algorithms/srpo/presets.ts';
 
 /** Runs fn `warmup` times untimed, then `reps` times; ms per call, measured up to the GPU finishing. */
 export async function timeIt(reps: number, warmup: number, fn: () => Promise<void> | void): Promise<number> {
@@ -65,7 +63,7 @@ export interface SrpoBench {
   behavior: SrpoBehavior;
   behaviorOpt: AdamW;
   critic: IQLCritic;
-  actor: SrpoActor;
+  actor: DeterministicActor;
   actorTraining: ActorTraining;
   dispose(): void;
 }

@@ -16,7 +16,7 @@ import { dispose as disposeEngine, init } from '../engine/runtime.ts';
 import { keep, tidy, type Tensor } from '../engine/tensor.ts';
 import { makeBehaviorModel, type BehaviorKind, type BehaviorModel, type SamplerName } from '../algorithms/diffusion/behavior.ts';
 import { repeatRows, selectByCritic } from '../algorithms/diffusion/select.ts';
-import { parseCli, runMain, type CliSpec, type OptionSpec } from '../algorithms/common/run.ts';
+import { parseCli, runMain, type CliSpec, type OptionSpec } from '../algorithms/common/cli.ts';
 
 const OPTIONS = {
   reps: { type: 'integer', positive: true, description: 'most timed repetitions per case, median reported (default 5, quick 2); a case whose warm-up call took t seconds gets at most --budget / t' },
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     console.log('\n| sampler | NFE | batch | ms / call | us / action | actions / s |\n|---|---:|---|---:|---:|---:|');
     for (const c of SAMPLER_CASES) {
       const model: BehaviorModel = makeBehaviorModel(c.kind, S, A, { T: c.T, seed });
-      (model.net as unknown as Module).eval();
+      model.net.eval();
       const sample = (cond: Tensor, n: number) => model.sample(cond, n, gen, { sampler: c.sampler, steps: c.steps, denoiseToZero: false });
       const variants: [string, number, number, () => void][] = [
         ['1', 1, 1, () => tidy(() => void sample(one, 1))],
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
     console.log('\n| model | parameters | batch | ms / step | samples / s |\n|---|---:|---:|---:|---:|');
     for (const c of TRAIN_CASES) {
       const model = makeBehaviorModel(c.kind, S, A, { T: c.T, seed });
-      const net = model.net as unknown as Module;
+      const net = model.net;
       const group = net.paramGroup();
       const opt = new AdamW(group, { lr: 3e-4 });
       for (const batch of [256, 2048]) {

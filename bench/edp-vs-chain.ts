@@ -21,9 +21,12 @@ import { recordStep } from '../engine/record.ts';
 import type { Runtime } from '../engine/runtime.ts';
 import { keep, tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import type { ReplayBatch } from '../datasets/replay.ts';
-import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
-import { openDevice } from '../algorithms/common/offline.ts';
-import { clippedStep, randomHeadQLoss, selectAction, withFrozen, type TwinQCritic } from '../algorithms/common/diffusion-policy.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/cli.ts';
+import { openDevice } from '../algorithms/common/command.ts';
+import { randomHeadQLoss, selectAction } from '../algorithms/common/diffusion-policy.ts';
+import type { TwinQCritic } from '../algorithms/common/twin-q-critic.ts';
+import { frozen } from '../engine/nn.ts';
+import { clippedStep } from '../engine/optim.ts';
 import * as dql from '../algorithms/dql.ts';
 import * as edp from '../algorithms/edp.ts';
 import * as dtql from '../algorithms/dtql.ts';
@@ -163,7 +166,7 @@ function chainUpdate(m: dql.DqlModels, batch: ReplayBatch, gen: Generator): { lo
 function edpUpdate(m: dql.DqlModels, cfg: edp.EdpConfig, batch: ReplayBatch, gen: Generator): { loss: Tensor } {
   const { actor, critic } = m;
   const { loss: diff, a0Hat } = actor.diffusion.actionApproximation(batch.actions, batch.obs, gen);
-  const guide = withFrozen([critic.q], () => {
+  const guide = frozen([critic.q], () => {
     const [q1, q2] = critic.q.forward(batch.obs, a0Hat);
     return scale(randomHeadQLoss(q1, q2, gen, 'same'), cfg.alpha);
   });

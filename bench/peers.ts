@@ -16,7 +16,7 @@ import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
 import { LayerNorm, Linear, type Module } from '../engine/nn.ts';
 import { matmul } from '../engine/ops/matmul.ts';
-import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/cli.ts';
 import { srpoBench, srpoSteps } from './common.ts';
 import { exposeNavigatorGpu, loadTfjs, tfjsCase, tfjsForwards, type PeerCaseName, type TfjsBackend } from './peers_tfjs.ts';
 import { CHECK_ROWS, checkBeta, checkBias, checkGamma, checkInputs, checkWeight, peerTables, type PeerTables } from './peers_plan.ts';

@@ -10,7 +10,7 @@ import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
 import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
 import { ddpmSample, dpmSolverPPSample, type DiscreteEpsModel } from '../algorithms/diffusion/samplers.ts';
-import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/run.ts';
+import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/cli.ts';
 import type { SrpoBehavior } from '../algorithms/srpo.ts';
 import { srpoBench, srpoSteps, timeIt } from './common.ts';
 

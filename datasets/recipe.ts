@@ -30,15 +30,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { saveModule, loadModule } from '../engine/safetensors.ts';
 import { dispose as disposeEngine } from '../engine/runtime.ts';
-import {
-  CliError, JsonlLog, RUN_FILES, createRunDir, encodeCheckpoint, formatDuration, isMainModule, loadCheckpoint, parseCli, runMain,
-  type CliSpec, type OptionSpec, type OptionSpecs,
-} from '../algorithms/common/run.ts';
-import { openDevice, tuningLog, type RunContext } from '../algorithms/common/offline.ts';
-import {
-  ONLINE_CLI_OPTIONS, agentPolicy, envKey, onlineConfigFromArgs, onlineCurvesSvg, trainOnline, updatesDue,
-  type OnlineAgent, type OnlineCommand, type OnlineCommandConfig, type OnlineConfig, type OnlineHooks, type OnlineResult,
-} from '../algorithms/common/online.ts';
+import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec, type OptionSpecs } from '../algorithms/common/cli.ts';
+import { JsonlLog, formatDuration } from '../algorithms/common/monitor.ts';
+import { RUN_FILES, createRunDir, encodeCheckpoint, loadCheckpoint } from '../algorithms/common/run-files.ts';
+import { openDevice, tuningLog } from '../algorithms/common/command.ts';
+import type { RunContext } from '../algorithms/common/phase.ts';
+import { ONLINE_CLI_OPTIONS, agentPolicy, envKey, onlineConfigFromArgs, trainOnline, updatesDue, type OnlineAgent, type OnlineCommand, type OnlineCommandConfig, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online.ts';
+import { onlineCurvesSvg } from '../algorithms/common/curves.ts';
 import { randomPolicy } from '../envs/controllers.ts';
 import type { Env } from '../envs/core.ts';
 import { meanStd, type BatchPolicy } from '../envs/evaluate.ts';

@@ -498,3 +498,17 @@ export class GaussianFourierProjection extends Module {
     return fourierFeatures(t, this.W, { order: 'sin-cos', freqScale: 2 * Math.PI });
   }
 }
+
+/**
+ * Runs fn with the modules' parameters off the tape: gradients flow through the modules to their inputs, not
+ * into their parameters (a critic's action gradient for an actor, a behaviour model's loss at a policy's actions).
+ */
+export function frozen<T>(modules: Module[], fn: () => T): T {
+  const params = modules.flatMap((mod) => mod.parameters()).filter((p) => p.requiresGrad);
+  for (const p of params) p.requiresGrad = false;
+  try {
+    return fn();
+  } finally {
+    for (const p of params) p.requiresGrad = true;
+  }
+}

@@ -233,3 +233,9 @@ export function cosineLR(base: number, totalSteps: number, opts: { warmup?: numb
     return min + ((base - min) * (1 + Math.cos(Math.PI * progress))) / 2;
   };
 }
+
+/** One step over the group's gradients, clipped to a global norm first when clip > 0. */
+export function clippedStep(opt: AdamW, clip: number): void {
+  if (clip > 0) opt.step(undefined, clipScale(opt.group, clip).scale);
+  else opt.step();
+}

@@ -14,7 +14,7 @@ import { Generator } from '../engine/random.ts';
 import { tensor, tidy } from '../engine/tensor.ts';
 import { ReplayStore } from '../datasets/replay.ts';
 import { toyDataset } from '../datasets/toy.ts';
-import { runPhase } from '../algorithms/common/offline.ts';
+import { runPhase } from '../algorithms/common/phase.ts';
 import { selectAction, trainPhase, type MethodModels } from '../algorithms/common/diffusion-policy.ts';
 import { makeModels as makeDql, taskConfig as dqlTask, type DqlConfig } from '../algorithms/dql.ts';
 import { makeModels as makeEdp, taskConfig as edpTask, type EdpConfig } from '../algorithms/edp.ts';

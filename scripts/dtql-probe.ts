@@ -12,12 +12,15 @@ import { parseArgs } from 'node:util';
 import { Generator } from '../engine/random.ts';
 import { dispose } from '../engine/runtime.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
-import { JsonlLog } from '../algorithms/common/run.ts';
-import { envPolicy, evaluatePolicy, loadOfflineData, openDevice, phaseStart, runPhase, type PhaseRun, type RunContext } from '../algorithms/common/offline.ts';
-import { IQLCritic, IQL_DTQL, type IQLConfig } from '../algorithms/iql.ts';
+import { JsonlLog } from '../algorithms/common/monitor.ts';
+import { envPolicy, evaluatePolicy } from '../algorithms/common/evaluation.ts';
+import { loadOfflineData } from '../algorithms/common/offline-data.ts';
+import { openDevice } from '../algorithms/common/command.ts';
+import { phaseStart, runPhase, type PhaseRun, type RunContext } from '../algorithms/common/phase.ts';
+import { IQLCritic, IQL_DTQL, type IQLConfig } from '../algorithms/common/iql.ts';
 import { repeatRows, selectByCritic } from '../algorithms/diffusion/select.ts';
 import { disposeModels, makeModels, pretrainPhase, selectAction, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
-import { datasetPath } from '../algorithms/srpo.ts';
+import { datasetPath } from '../datasets/builtin.ts';
 
 const GRID = 41;
 
@@ -159,14 +162,16 @@ async function main(): Promise<void> {
   if (values['no-train']) return;
   const gen = new Generator(8);
   const t1 = performance.now();
-  const run = trainPhase(m, data.store, join(dir, 'train.safetensors'), async (step) => {
+  const run = trainPhase(m, data.store, join(dir, 'train.safetensors'));
+  run.evalEvery = cfg.evalEvery;
+  run.evaluate = async (step) => {
     const stats = await actionStats(m, sObs, sAct, obsDim);
     console.log(`step ${step}: ${Object.entries(stats).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
     const sel = await score(`  step ${step} policy (${cfg.candidates} candidates)`, (s) => selectAction(m, s, gen));
     await score(`  step ${step} mean action`, (s) => m.actor.meanAction(s));
     if (values['greedy-every'] || step === cfg.trainSteps) await score(`  step ${step} greedy Q (online)`, (s) => greedyQ(m, s, false));
     return { mean: sel, std: 0 };
-  });
+  };
   await runPhase(run, ctx, 0);
   console.log(`train ${((performance.now() - t1) / 1000).toFixed(0)}s`);
   data.store.dispose();

@@ -27,10 +27,10 @@ import { makeModels, disposeModels, pretrainPhase, trainPhase, taskConfig, type 
 import { makeBehaviorModel } from '../algorithms/diffusion/behavior.ts';
 import type { EDMDiffusion } from '../algorithms/diffusion/models.ts';
 import { GaussianTanhActor } from '../algorithms/dtql/actor.ts';
-import { IQLCritic, IQL_DTQL } from '../algorithms/iql.ts';
-import { runPhase } from '../algorithms/common/offline.ts';
+import { IQLCritic, IQL_DTQL } from '../algorithms/common/iql.ts';
+import { runPhase } from '../algorithms/common/phase.ts';
 import { scatterSvg, type ScatterPanel } from '../algorithms/common/svg.ts';
-import { assignDefined } from '../algorithms/common/run.ts';
+import { assignDefined } from '../algorithms/common/cli.ts';
 
 /** The bandit's settings used by test/dtql.test.ts: small networks, one-step critic (target follows at once). */
 export function toyConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
@@ -200,7 +200,7 @@ function gridModels(cfg: DtqlConfig, maxAction: number): DtqlModels {
     diffusion: behavior.diffusion as EDMDiffusion,
     critic,
     actor,
-    behaviorOpt: new AdamW((behavior.net as unknown as Module).paramGroup(), { lr: cfg.lr }),
+    behaviorOpt: new AdamW(behavior.net.paramGroup(), { lr: cfg.lr }),
     actorOpt: new AdamW(actor.paramGroup(), { lr: cfg.lr }),
     cfg,
   };

@@ -17,13 +17,17 @@ import { neg, sub } from '../engine/ops/elementwise.ts';
 import { Generator } from '../engine/random.ts';
 import { dispose } from '../engine/runtime.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
-import { JsonlLog } from '../algorithms/common/run.ts';
-import { envPolicy, evaluatePolicy, loadOfflineData, openDevice, runPhase, type RunContext } from '../algorithms/common/offline.ts';
+import { JsonlLog } from '../algorithms/common/monitor.ts';
+import { envPolicy, evaluatePolicy } from '../algorithms/common/evaluation.ts';
+import { loadOfflineData } from '../algorithms/common/offline-data.ts';
+import { openDevice } from '../algorithms/common/command.ts';
+import { runPhase, type RunContext } from '../algorithms/common/phase.ts';
 import { trainPhase } from '../algorithms/common/diffusion-policy.ts';
 import { repeatRows, selectByCritic } from '../algorithms/diffusion/select.ts';
 import { makeModels, taskConfig, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
 import { isBackbone } from '../algorithms/edp/presets.ts';
-import { datasetPath, trainBcMlp } from '../algorithms/srpo.ts';
+import { datasetPath } from '../datasets/builtin.ts';
+import { trainBcMlp } from '../algorithms/common/baselines.ts';
 import { normalizedScore } from '../datasets/presets.ts';
 
 const GRID = 41;
@@ -106,7 +110,7 @@ async function main(): Promise<void> {
   };
   console.log(`EDP-${cfg.backbone} seed ${cfg.seed}, overrides ${values.set}`);
   if (values.bc) {
-    const mlp = trainBcMlp(data.store, obsDim, actDim, { actorHidden: cfg.actorHidden, actorLayers: 3, actorLr: 1e-3, actorSteps: cfg.bcMlpSteps, actorBatch: cfg.batch, seed: cfg.seed });
+    const mlp = trainBcMlp(data.store, obsDim, actDim, { hidden: cfg.actorHidden, layers: 3, lr: 1e-3, steps: cfg.bcMlpSteps, batch: cfg.batch, seed: cfg.seed });
     await score(`behaviour cloning (MLP, ${cfg.bcMlpSteps} steps)`, (s) => mlp.forward(s));
   }
   // data states (already normalised) for the candidate spread
@@ -127,8 +131,8 @@ async function main(): Promise<void> {
   };
   const t0 = performance.now();
   const every = Number(values['eval-every']);
-  const run = trainPhase(m, cfg, data.store, join(dir, 'train.safetensors'), every > 0 ? report : undefined);
-  await runPhase({ ...run, evalEvery: every }, { ...ctx, cfg: { ...cfg, checkpointEvery: 1_000_000 } }, 0);
+  const run = trainPhase(m, cfg, data.store, join(dir, 'train.safetensors'));
+  await runPhase({ ...run, evaluate: every > 0 ? report : undefined, evalEvery: every }, { ...ctx, cfg: { ...cfg, checkpointEvery: 1_000_000 } }, 0);
   console.log(`train ${((performance.now() - t0) / 1000).toFixed(0)}s`);
   if (!(every > 0 && cfg.trainSteps % every === 0)) await report(cfg.trainSteps);
   obsStates.dispose();

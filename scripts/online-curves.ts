@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { lineSvg, type LineSeries } from '../algorithms/common/svg.ts';
-import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from '../algorithms/common/run.ts';
+import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec } from '../algorithms/common/cli.ts';
 
 export interface OnlineRunCurve {
   /** Legend and column name. */

@@ -340,15 +340,15 @@ t('models: samplers per kind, defaults, clear errors, checkpoint round trip thro
     assert.throws(() => model.sample(states, 5, gen, { sampler: kind === 'dtql' ? 'ddpm' : 'edm-heun' }), /does not apply to a/);
     assert.throws(() => model.sample(null, 5, gen), /cond must be \[S, 3\]/);
     // the checkpoint's metadata rebuilds the same model
-    const bytes = await saveModule(model.net as unknown as Module, model.metadata());
+    const bytes = await saveModule(model.net, model.metadata());
     const config = behaviorConfigFromMetadata(decodeSafetensors(bytes).metadata)!;
     assert.equal(config, model.config);
     const copy = behaviorModelFromConfig(config, seed + 7);
-    loadModule(copy.net as unknown as Module, bytes);
+    loadModule(copy.net, bytes);
     const x = new Generator(seed + 2).normal([4, 2]);
     const time = new Generator(seed + 3).uniform([4], 0, 1);
-    (model.net as unknown as Module).eval();
-    (copy.net as unknown as Module).eval();
+    model.net.eval();
+    copy.net.eval();
     const p = await readAndDispose(noGrad(() => model.net.forward(x, time, states)));
     const q = await readAndDispose(noGrad(() => copy.net.forward(x, time, states)));
     assert.equal(q, p, `seed ${seed}: ${kind} network restored from its checkpoint`);

@@ -7,7 +7,7 @@ import type { Linear } from '../engine/nn.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { TwinQ, type CriticActivation } from '../algorithms/common/critic-nets.ts';
 import { twinQActionGrad, twinQActionGradAndValues, fusedCriticGradUnsupported, type CriticGradTuning } from '../algorithms/common/critic-grad.ts';
-import { IQLCritic } from '../algorithms/iql.ts';
+import { IQLCritic } from '../algorithms/common/iql.ts';
 
 const t = suite('critic-grad');
 t.before(gpu);

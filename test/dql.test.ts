@@ -18,9 +18,9 @@ import { DiscreteDiffusion } from '../algorithms/diffusion/models.ts';
 import { DQLNoiseNet } from '../algorithms/diffusion/networks.ts';
 import { ddpmSample } from '../algorithms/diffusion/samplers.ts';
 import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
-import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
-import { runPhase } from '../algorithms/common/offline.ts';
-import { netOf, trainPhase } from '../algorithms/common/diffusion-policy.ts';
+import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
+import { runPhase } from '../algorithms/common/phase.ts';
+import { trainPhase } from '../algorithms/common/diffusion-policy.ts';
 import { makeModels, taskConfig, type DqlConfig, type DqlModels } from '../algorithms/dql.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
 
@@ -156,7 +156,7 @@ t('a resumed run takes exactly the steps of an uninterrupted one (EMA copy and u
   const second = build(path);
   const info = loadCheckpoint(path, second.run.parts);
   await runPhase(second.run, quietContext(cfg), info.step);
-  const modules = (m: DqlModels) => [netOf(m.actor.model), netOf(m.actor.target!), m.critic.q, m.critic.qTarget];
+  const modules = (m: DqlModels) => [m.actor.model.net, m.actor.target!.net, m.critic.q, m.critic.qTarget];
   for (let k = 0; k < 4; k++) {
     const a = await parameterValues(modules(whole.m)[k]!);
     assert.equal(a, await parameterValues(modules(second.m)[k]!), `module ${k} of the resumed run equals the uninterrupted run bitwise`);

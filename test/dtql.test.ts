@@ -15,8 +15,8 @@ import { tensor, tidy } from '../engine/tensor.ts';
 import { sum } from '../engine/ops/reduce.ts';
 import { ReplayStore } from '../datasets/replay.ts';
 import type { Transitions } from '../datasets/d4rl.ts';
-import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
-import { runPhase } from '../algorithms/common/offline.ts';
+import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
+import { runPhase } from '../algorithms/common/phase.ts';
 import { GaussianTanhActor, LOG_STD_MAX, LOG_STD_MIN } from '../algorithms/dtql/actor.ts';
 import { actorStep, disposeModels, makeModels, pretrainPhase, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
 import { runToyBandit, toyConfig } from '../scripts/dtql-toy.ts';
@@ -85,7 +85,7 @@ async function parameterValues(m: Module): Promise<number[]> {
   return out;
 }
 
-const behaviorNet = (m: DtqlModels) => m.behavior.net as unknown as Module;
+const behaviorNet = (m: DtqlModels) => m.behavior.net;
 
 t('actor log-likelihood matches float64 (atanh of a / (max + 1e-3), no Jacobian) and its gradient flows', async () => {
   const seed = freshSeed();

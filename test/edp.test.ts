@@ -11,12 +11,13 @@ import { backward, noGrad } from '../engine/autograd.ts';
 import { Generator } from '../engine/random.ts';
 import { keep, tidy, type Tensor } from '../engine/tensor.ts';
 import { ReplayStore } from '../datasets/replay.ts';
-import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
-import { runPhase } from '../algorithms/common/offline.ts';
-import { TwinQCritic, netOf, trainPhase } from '../algorithms/common/diffusion-policy.ts';
+import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
+import { runPhase } from '../algorithms/common/phase.ts';
+import { trainPhase } from '../algorithms/common/diffusion-policy.ts';
+import type { TwinQCritic } from '../algorithms/common/twin-q-critic.ts';
 import { zeros } from '../engine/basic.ts';
 import { minimum, sub } from '../engine/ops/elementwise.ts';
-import { IQLCritic, awrLoss, expectileLoss } from '../algorithms/iql.ts';
+import { IQLCritic, awrLoss, expectileLoss } from '../algorithms/common/iql.ts';
 import { crrAdvantage, makeModels, taskConfig, trainStep, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
 import { QUICK_BACKBONE_OVERRIDES } from '../algorithms/edp/presets.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
@@ -148,7 +149,7 @@ t('a resumed TD3 run takes exactly the steps of an uninterrupted one (target cop
   assert.is(readCheckpointInfo(path).step, 4);
   const second = build(path);
   await runPhase(second.run, quietContext(cfg), loadCheckpoint(path, second.run.parts).step);
-  const modules = (m: EdpModels) => [netOf(m.actor.model), netOf(m.actor.target!), (m.critic as TwinQCritic).q, (m.critic as TwinQCritic).qTarget];
+  const modules = (m: EdpModels) => [m.actor.model.net, m.actor.target!.net, (m.critic as TwinQCritic).q, (m.critic as TwinQCritic).qTarget];
   for (let k = 0; k < 4; k++) {
     const a = await parameterValues(modules(whole.m)[k]!);
     assert.equal(a, await parameterValues(modules(second.m)[k]!), `module ${k}: resumed equals uninterrupted bitwise`);
@@ -171,7 +172,7 @@ t('runPhase with step variants: recorded and replayed per variant, bit-identical
     const variant = run.variant!;
     await runPhase({ ...run, variant: (i) => (seen.push(variant(i)), variant(i)) }, { ...quietContext(cfg), eager });
     assert.equal(seen, [1, 0, 0, 1, 0, 0, 2, 0, 0, 2, 0, 0], 'variants by step');
-    result.push([await parameterValues(netOf(m.actor.model)), await parameterValues(netOf(m.actor.target!)), await parameterValues((m.critic as TwinQCritic).q)]);
+    result.push([await parameterValues(m.actor.model.net), await parameterValues(m.actor.target!.net), await parameterValues((m.critic as TwinQCritic).q)]);
     m.dispose();
   }
   for (let k = 0; k < 3; k++) assert.equal(result[0]![k], result[1]![k], `module ${k}: replayed equals eager`);

@@ -12,7 +12,7 @@ import { reduceTuning, sum } from '../engine/ops/reduce.ts';
 import { parameter } from '../engine/params.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
-import { AWRActor, IQL_DTQL, IQL_LOSS_CHUNK, IQLCritic, awrLoss, expectileLoss, twinTdLoss, type IQLConfig } from '../algorithms/iql.ts';
+import { AWRActor, IQL_DTQL, IQL_LOSS_CHUNK, IQLCritic, awrLoss, expectileLoss, twinTdLoss, type IQLConfig } from '../algorithms/common/iql.ts';
 import { TwinQ, ValueNet } from '../algorithms/common/critic-nets.ts';
 import { qlearningDataset, readD4RL } from '../datasets/d4rl.ts';
 import { normalizeTransitions, observationStats } from '../datasets/presets.ts';

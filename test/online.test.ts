@@ -17,13 +17,11 @@ import { decodeSafetensors } from '../engine/safetensors.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { ReplayStore } from '../datasets/replay.ts';
 import { PendulumEnv } from '../envs/pendulum.ts';
-import type { RunContext } from '../algorithms/common/offline.ts';
-import type { CheckpointParts } from '../algorithms/common/run.ts';
-import { PhaseInterrupted } from '../algorithms/common/offline.ts';
-import {
-  onlineCurvesSvg, toEnvActions, trainOnline, updatesDue,
-  type CollectedTransitions, type OnlineAgent, type OnlineConfig,
-} from '../algorithms/common/online.ts';
+import type { RunContext } from '../algorithms/common/phase.ts';
+import type { CheckpointParts } from '../algorithms/common/run-files.ts';
+import { PhaseInterrupted } from '../algorithms/common/phase.ts';
+import { onlineCurvesSvg } from '../algorithms/common/curves.ts';
+import { toEnvActions, trainOnline, updatesDue, type CollectedTransitions, type OnlineAgent, type OnlineConfig } from '../algorithms/common/online.ts';
 import { gpu } from './helpers.ts';
 
 const t = suite('online');

@@ -7,10 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers.ts';
-import {
-  CliError, JsonlLog, LossMeter, NonFiniteLossError, Progress, assertFinite, createRunDir, formatDuration, formatProgress,
-  helpText, jsonLine, loadCheckpoint, parseCli, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic, type CliSpec,
-} from '../algorithms/common/run.ts';
+import { CliError, helpText, parseCli, type CliSpec } from '../algorithms/common/cli.ts';
+import { JsonlLog, LossMeter, NonFiniteLossError, Progress, assertFinite, formatDuration, formatProgress, jsonLine } from '../algorithms/common/monitor.ts';
+import { createRunDir, loadCheckpoint, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic } from '../algorithms/common/run-files.ts';
 import { MLP } from '../engine/nn.ts';
 import { HostRng } from '../engine/init.ts';
 import { AdamW } from '../engine/optim.ts';
@@ -43,7 +42,7 @@ t('a process killed while rewriting a file leaves either the old or the new cont
   const size = 4 << 20;
   writeFileSync(p, Buffer.alloc(size, 65));
   const child = `
-    import { writeFileAtomic } from ${JSON.stringify(new URL('../algorithms/common/run.ts', import.meta.url).href)};
+    import { writeFileAtomic } from ${JSON.stringify(new URL('../algorithms/common/run-files.ts', import.meta.url).href)};
     const a = new Uint8Array(${size}).fill(66), b = new Uint8Array(${size}).fill(67);
     process.stdout.write('go\\n');
     for (let i = 0; ; i++) writeFileAtomic(${JSON.stringify(p)}, i % 2 ? a : b);`;

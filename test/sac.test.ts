@@ -14,7 +14,7 @@ import { Generator } from '../engine/random.ts';
 import { tensor, tidy } from '../engine/tensor.ts';
 import { GaussianTanhActor } from '../algorithms/common/gaussian-actor.ts';
 import { onlineCliSpec, onlineConfigFromArgs, referenceReturns, runOnline, type OnlineCliValues } from '../algorithms/common/online.ts';
-import { parseCli } from '../algorithms/common/run.ts';
+import { parseCli } from '../algorithms/common/cli.ts';
 import { SacAgent, Temperature, temperatureLoss } from '../algorithms/sac/agent.ts';
 import { ReplayStore } from '../datasets/replay.ts';
 import { recordStep } from '../engine/record.ts';

@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReplayStore } from '../datasets/replay.ts';
 import type { Transitions } from '../datasets/d4rl.ts';
-import { NonFiniteLossError, loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run.ts';
-import {
-  actorPhase, actorTraining, behaviorPhase, criticPhase, makeActor, makeBehavior, makeCritic, runPhase, taskConfig,
-  type PhaseRun, type SrpoConfig,
-} from '../algorithms/srpo.ts';
+import { NonFiniteLossError } from '../algorithms/common/monitor.ts';
+import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
+import { actorPhase, actorTraining, behaviorPhase, criticPhase, makeActor, makeBehavior, makeCritic } from '../algorithms/srpo.ts';
+import { runPhase, type PhaseRun } from '../algorithms/common/phase.ts';
+import { taskConfig, type SrpoConfig } from '../algorithms/srpo/presets.ts';
 import type { Module } from '../engine/nn.ts';
 import type { ParamGroup } from '../engine/params.ts';
 
@@ -380,7 +380,7 @@ t('a NaN loss stops the phase naming it and the steps, and keeps the last good c
 
 t('a stop request (Ctrl-C) ends the phase at a checkpoint of the current step', async () => {
   const { tensor: mk } = await import('../engine/tensor.ts');
-  const { PhaseInterrupted } = await import('../algorithms/srpo.ts');
+  const { PhaseInterrupted } = await import('../algorithms/common/phase.ts');
   const actor = makeActor(3, 1, tinyConfig());
   const path = join(scratch, 'stop.safetensors');
   let calls = 0;
@@ -408,7 +408,7 @@ t('toy bandit: the actor picks the best cluster (0.8, -0.8); with beta = 0 every
   const { toyDataset } = await import('../datasets/toy.ts');
   const { HostRng } = await import('../engine/init.ts');
   const { noGrad } = await import('../engine/autograd.ts');
-  const { SrpoActor } = await import('../algorithms/srpo/actor.ts');
+  const { DeterministicActor } = await import('../algorithms/common/deterministic-actor.ts');
   const toy = toyDataset('dql-bandit', 10_000, 2022);
   const n = 10_000;
   const K = 32;
@@ -432,7 +432,7 @@ t('toy bandit: the actor picks the best cluster (0.8, -0.8); with beta = 0 every
   const centers = toy.modes!.centers;
   const results: Record<string, { best: number; onCluster: number; actions: string }> = {};
   for (const beta of [0.05, 0]) {
-    const actor = new SrpoActor(obsDim, 2, { hidden: 64, layers: 2, rng: new HostRng(77) });
+    const actor = new DeterministicActor(obsDim, 2, { hidden: 64, layers: 2, rng: new HostRng(77) });
     const tr = actorTraining(actor, behavior, critic, { ...cfg, beta });
     await runPhase(actorPhase(tr, store, join(scratch, `toy-actor-${beta}.safetensors`)), ctx);
     const out = tidy(() => noGrad(() => actor.forward(tensor(states, [K, obsDim]))));

@@ -6,49 +6,34 @@
 // Every training-step function here is recordable (engine/record.ts): no readbacks, no host writes (the row
 // repeats a step needs are made by the eager first step and cached), random numbers from Generators only, and
 // branches fixed per step variant (the target actor's update every emaEvery steps is its own variant).
-import { join } from 'node:path';
-import { backward, detach, noGrad } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { detach, noGrad } from '../../engine/autograd.ts';
 import type { Module } from '../../engine/nn.ts';
-import { abs, add, div, lt, minimum, mul, neg, sub } from '../../engine/ops/elementwise.ts';
-import { max, mean } from '../../engine/ops/reduce.ts';
-import { reshape } from '../../engine/ops/shape.ts';
-import { AdamW, clipScale, cosineLR, polyakUpdate } from '../../engine/optim.ts';
-import type { ParamGroup } from '../../engine/params.ts';
+import { abs, add, div, lt, mul, neg, sub } from '../../engine/ops/elementwise.ts';
+import { mean } from '../../engine/ops/reduce.ts';
+import { AdamW, cosineLR, polyakUpdate } from '../../engine/optim.ts';
 import { Generator } from '../../engine/random.ts';
 import type { Tensor } from '../../engine/tensor.ts';
-import type { ObservationStats, RewardPreset } from '../../datasets/presets.ts';
+import type { ObservationStats } from '../../datasets/presets.ts';
 import type { ReplayBatch, ReplayStore } from '../../datasets/replay.ts';
-import type { BatchPolicy, EvaluateResult } from '../../envs/evaluate.ts';
+import type { BatchPolicy } from '../../envs/evaluate.ts';
 import { makeBehaviorModel, type BehaviorModel } from '../diffusion/behavior.ts';
 import type { DiscreteDiffusion } from '../diffusion/models.ts';
 import { repeatRows, selectByCritic } from '../diffusion/select.ts';
-import { twinTdLoss } from '../iql.ts';
-import { TwinQ } from './critic-nets.ts';
-import { JsonlLog, assignDefined, RUN_FILES, formatDuration, removeStaleTemps, writeFileAtomic, type OptionSpec, type ProgressStream } from './run.ts';
-import {
-  ENGINE_CLI_OPTIONS, applyOfflineArgs, curvesSvg, envPolicy, evaluatePolicy, loadOfflineData, phaseStart, runPhase, say, type PhaseRun, type RunContext,
-} from './offline.ts';
-import { datasetPath, trainBcMlp } from '../srpo.ts';
-import type { ActionBox } from '../srpo/actor.ts';
+import type { ActionBox } from './action-box.ts';
+import { mlpBaseline } from './baselines.ts';
+import type { OptionSpecs } from './cli.ts';
+import { envPolicy } from './evaluation.ts';
+import type { OfflineCli, OfflineConfig, OfflineMethod } from './offline-method.ts';
+import type { PhaseRun } from './phase.ts';
+import type { StepLosses } from './step-scheduler.ts';
+import type { TwinQ } from './critic-nets.ts';
 
 // =========================================================================================================
 // Configuration shared by both methods
 
 export type PolicySampler = 'ddpm' | 'dpm';
 
-export interface DiffusionPolicyConfig {
-  /** Preset name: a D4RL task (hopper-medium-v2, ...) or 'pendulum-quick'. */
-  task: string;
-  /** HDF5 file in D4RL's layout, or a built-in dataset name. */
-  dataset: string;
-  /** Environment id for evaluation (envs/registry.ts). */
-  env: string;
-  seed: number;
-  rewardPreset: RewardPreset;
-  /** z-score observations with the dataset's statistics (the same transform at evaluation). */
-  normalizeObs: boolean;
-
+export interface DiffusionPolicyConfig extends OfflineConfig {
   trainSteps: number;
   batch: number;
 
@@ -96,19 +81,11 @@ export interface DiffusionPolicyConfig {
    * same sharpness. Default 1.
    */
   selectTemperature?: number;
-  evalEvery: number;
-  evalEpisodes: number;
-  /** Episode i of an evaluation is reset with evalSeed + i. */
-  evalSeed: number;
-  /** Evaluate the MSE-fitted MLP behaviour-cloning baseline. */
-  bcEval: boolean;
   bcMlpSteps: number;
-  logEvery: number;
-  checkpointEvery: number;
 }
 
 /** Stream offsets, so networks and streams draw independent random numbers from one seed. */
-export const SEED = { actor: 1, critic: 2, train: 5, select: 8, bcMlp: 9 } as const;
+export const SEED = { actor: 1, critic: 2, train: 5, select: 8 } as const;
 
 // =========================================================================================================
 // The policy and its target copy
@@ -127,15 +104,11 @@ export function makeDiffusionActor(kind: 'dql' | 'edp', obsDim: number, actDim: 
   let target: BehaviorModel | null = null;
   if (withTarget) {
     target = makeBehaviorModel(kind, obsDim, actDim, { ...opts, seed: 0 });
-    netOf(target).copyFrom(netOf(model));
-    for (const p of netOf(target).parameters()) p.requiresGrad = false;
+    target.net.copyFrom(model.net);
+    for (const p of target.net.parameters()) p.requiresGrad = false;
   }
   const schedule = cfg.lrDecay && cfg.trainSteps > 0 ? { schedule: cosineLR(cfg.lr, cfg.trainSteps) } : {};
-  return { model, diffusion: model.diffusion as DiscreteDiffusion, target, optimizer: new AdamW(netOf(model).paramGroup(), { lr: cfg.lr, ...schedule }) };
-}
-
-export function netOf(b: BehaviorModel): Module {
-  return b.net as unknown as Module;
+  return { model, diffusion: model.diffusion as DiscreteDiffusion, target, optimizer: new AdamW(model.net.paramGroup(), { lr: cfg.lr, ...schedule }) };
 }
 
 /** Step variants of the phase: 0 plain, 1 also copies the policy into its target, 2 also moves the target by EMA. */
@@ -154,24 +127,7 @@ export function targetVariant(cfg: Pick<DiffusionPolicyConfig, 'emaEvery' | 'ema
 
 export function updateTarget(actor: DiffusionActor, cfg: Pick<DiffusionPolicyConfig, 'emaDecay'>, variant: number): void {
   if (variant === TARGET_NONE || !actor.target) return;
-  polyakUpdate(netOf(actor.target).paramGroup(), actor.optimizer.group, variant === TARGET_COPY ? 1 : 1 - cfg.emaDecay);
-}
-
-/** One Adam step over the group's gradients, clipped to a global norm when clip > 0. */
-export function clippedStep(opt: AdamW, clip: number): void {
-  if (clip > 0) opt.step(undefined, clipScale(opt.group, clip).scale);
-  else opt.step();
-}
-
-/** Runs fn with the modules' parameters off the tape: gradients flow through them to their inputs, not into them. */
-export function withFrozen<T>(modules: Module[], fn: () => T): T {
-  const params = modules.flatMap((mod) => mod.parameters()).filter((p) => p.requiresGrad);
-  for (const p of params) p.requiresGrad = false;
-  try {
-    return fn();
-  } finally {
-    for (const p of params) p.requiresGrad = true;
-  }
+  polyakUpdate(actor.target.net.paramGroup(), actor.optimizer.group, variant === TARGET_COPY ? 1 : 1 - cfg.emaDecay);
 }
 
 // =========================================================================================================
@@ -183,70 +139,6 @@ export function withFrozen<T>(modules: Module[], fn: () => T): T {
  */
 export function samplePolicy(b: BehaviorModel, cond: Tensor, gen: Generator, sampler: PolicySampler, steps: number): Tensor {
   return b.sample(cond, 1, gen, sampler === 'dpm' ? { sampler: 'dpm', steps } : { sampler: 'ddpm' });
-}
-
-// =========================================================================================================
-// Critic: twin Q regressed to r + discount notDone min Q'(s', a') with a' from the target policy
-
-export interface TwinQCriticConfig {
-  hidden: readonly number[];
-  lr: number;
-  discount: number;
-  tau: number;
-  gradClip: number;
-  seed: number;
-}
-
-export class TwinQCritic {
-  readonly q: TwinQ;
-  readonly qTarget: TwinQ;
-  readonly optimizer: AdamW;
-  readonly config: Readonly<TwinQCriticConfig>;
-  private readonly targetGroup: ParamGroup;
-
-  constructor(obsDim: number, actDim: number, config: TwinQCriticConfig) {
-    this.config = Object.freeze({ ...config, hidden: [...config.hidden] });
-    this.q = new TwinQ(obsDim, actDim, { hidden: config.hidden, act: 'mish', rng: new HostRng(config.seed) });
-    this.qTarget = new TwinQ(obsDim, actDim, { hidden: config.hidden, act: 'mish', rng: new HostRng(0) });
-    this.qTarget.copyFrom(this.q);
-    for (const p of this.qTarget.parameters()) p.requiresGrad = false;
-    this.optimizer = new AdamW(this.q.paramGroup(), { lr: config.lr });
-    this.targetGroup = this.qTarget.paramGroup();
-  }
-
-  /**
-   * min over heads of Q'(s', a') [B, 1], no gradient. With samples n > 1 the next actions are [B*n, A]
-   * state-major (n per next state): each head takes its max over the n first (the max-Q backup).
-   */
-  nextValue(nextObs: Tensor, nextActions: Tensor, samples = 1): Tensor {
-    return noGrad(() => {
-      const B = nextObs.shape[0]!;
-      const [q1, q2] = this.qTarget.forward(repeatRows(nextObs, samples), nextActions);
-      if (samples === 1) return minimum(q1, q2);
-      const best = (q: Tensor) => max(reshape(q, [B, samples]), { axis: -1, keepDim: true });
-      return minimum(best(q1), best(q2));
-    });
-  }
-
-  /** One step on MSE(Q1, y) + MSE(Q2, y), y = r + discount notDone nextV, then the target's Polyak update. */
-  update(batch: ReplayBatch, nextV: Tensor): Tensor {
-    const c = this.config;
-    const [q1, q2] = this.q.forward(batch.obs, batch.actions);
-    const loss = twinTdLoss(q1, q2, batch.rewards, batch.notDone, nextV, c.discount, 'sum');
-    this.optimizer.group.zeroGrad();
-    backward(loss);
-    clippedStep(this.optimizer, c.gradClip);
-    polyakUpdate(this.targetGroup, this.optimizer.group, c.tau);
-    return detach(loss);
-  }
-
-  modules(): Record<string, Module> {
-    return { q: this.q, qTarget: this.qTarget };
-  }
-
-  dispose(): void {
-    this.optimizer.dispose();
-  }
 }
 
 // =========================================================================================================
@@ -309,9 +201,9 @@ export function diffusionPolicy(
 }
 
 // =========================================================================================================
-// The run: one training phase with evaluations, baselines, curves and a summary
+// The method: one training phase, the policy deployed with candidate selection, the MLP baseline
 
-/** What a method gives the run. */
+/** What Diffusion-QL and EDP build: the policy, the critic, and their training step. */
 export interface MethodModels {
   actor: DiffusionActor;
   critic: TargetCritic;
@@ -319,203 +211,45 @@ export interface MethodModels {
   criticModules: Record<string, Module>;
   criticOptimizers: Record<string, AdamW>;
   /** One training step of the given target variant on a batch; returns its losses. */
-  step(batch: ReplayBatch, gen: Generator, variant: number): Record<string, Tensor | [Tensor, string[]]>;
+  step(batch: ReplayBatch, gen: Generator, variant: number): StepLosses;
   /** The variant of 0-based step i (default: targetVariant when the actor has a target, else 0). */
   variant?(i: number): number;
   dispose(): void;
 }
 
-/** The training phase over a replay store; `evaluate` (optional) scores the policy at eval points. */
-export function trainPhase(m: MethodModels, cfg: DiffusionPolicyConfig, store: ReplayStore, checkpoint: string, evaluate?: PhaseRun['evaluate']): PhaseRun {
+/** The training phase over a replay store. */
+export function trainPhase(m: MethodModels, cfg: DiffusionPolicyConfig, store: ReplayStore, checkpoint: string): PhaseRun {
   const gen = new Generator(cfg.seed * 16 + SEED.train);
   const { actor } = m;
-  const modules: Record<string, Module> = { actor: netOf(actor.model), ...(actor.target ? { actorTarget: netOf(actor.target) } : {}), ...m.criticModules };
+  const modules: Record<string, Module> = { actor: actor.model.net, ...(actor.target ? { actorTarget: actor.target.net } : {}), ...m.criticModules };
   const variant = m.variant ? (i: number) => m.variant!(i) : actor.target ? (i: number) => targetVariant(cfg, i) : undefined;
   return {
     phase: 'train',
     steps: cfg.trainSteps,
     checkpoint,
     parts: { modules, optimizers: { actor: actor.optimizer, ...m.criticOptimizers }, generators: { data: gen } },
-    evalEvery: cfg.evalEvery,
-    evaluate,
     variant,
     step: (v) => m.step(store.sample(cfg.batch, gen), gen, v),
   };
 }
 
-export interface DiffusionPolicyRunOptions {
-  dir: string;
-  resume?: boolean;
-  stream?: ProgressStream;
-  quiet?: boolean;
-  stopRequested?: () => boolean;
-  eager?: boolean;
-}
-
-type Score = { mean: number; std: number };
-
-export interface DiffusionPolicySummary {
-  method: string;
-  task: string;
-  env: string;
-  dataset: string;
-  /** Normalised score of the final policy (D4RL x100). */
-  score: Score & { returnMean: number; episodes: number };
-  /** An MLP fitted to the actions by mean squared error (behaviour cloning), when evaluated. */
-  bcMlpScore: Score | null;
-  datasetScore: (Score & { episodes: number }) | null;
-  phaseSeconds: { setup: number; train: number; evaluation: number };
-  totalSeconds: number;
-  evals: { step: number; mean: number; std: number }[];
-  dir: string;
-}
-
-/** Runs (or resumes) training with evaluations and writes everything under opts.dir. */
-export async function runDiffusionPolicy(
-  method: string,
-  cfg: DiffusionPolicyConfig,
-  build: (obsDim: number, actDim: number) => MethodModels,
-  opts: DiffusionPolicyRunOptions,
-): Promise<DiffusionPolicySummary> {
-  const tStart = performance.now();
-  const dir = opts.dir;
-  removeStaleTemps(dir);
-  const log = new JsonlLog(join(dir, RUN_FILES.log));
-  const ctx: RunContext = { cfg, log, stream: opts.stream, quiet: opts.quiet, stopRequested: opts.stopRequested, eager: opts.eager };
-  const seconds = { setup: 0, train: 0, evaluation: 0 };
-  const file = datasetPath(cfg.dataset);
-  const { data, box } = await loadOfflineData(cfg, file, dir, opts);
-  const { obsDim, actDim } = data.transitions;
-  seconds.setup = (performance.now() - tStart) / 1000;
-  const m = build(obsDim, actDim);
-  const evalTimed = async (policy: BatchPolicy): Promise<EvaluateResult> => {
-    const t = performance.now();
-    const res = await evaluatePolicy(policy, cfg);
-    seconds.evaluation += (performance.now() - t) / 1000;
-    return res;
+/** Diffusion-QL or EDP as an offline method: everything but the models and the command line is the same. */
+export function diffusionPolicyMethod<C extends DiffusionPolicyConfig, M extends MethodModels, S extends OptionSpecs>(
+  name: string,
+  title: (cfg: C) => string,
+  build: (obsDim: number, actDim: number, cfg: C) => M,
+  cli: OfflineCli<C, S>,
+): OfflineMethod<C, M, S> {
+  return {
+    name,
+    title,
+    policyName: (cfg) => `${title(cfg)} policy`,
+    build,
+    phases: [{ name: 'train', make: (m, cfg, store, path) => trainPhase(m, cfg, store, path) }],
+    policy: (m, cfg, data, box) => diffusionPolicy(m.actor.model, m.critic, cfg, data.obsStats, box, new Generator(cfg.seed * 16 + SEED.select)),
+    baselines: (cfg) => [mlpBaseline(null, { hidden: cfg.actorHidden, layers: 3, lr: 1e-3, steps: cfg.bcMlpSteps, batch: cfg.batch, seed: cfg.seed })],
+    dispose: (m) => m.dispose(),
+    cli,
   };
-
-  let bcMlpScore: Score | null = null;
-  if (cfg.bcEval && !opts.resume) {
-    const t = performance.now();
-    const mlp = trainBcMlp(data.store, obsDim, actDim, {
-      actorHidden: cfg.actorHidden, actorLayers: 3, actorLr: 1e-3, actorSteps: cfg.bcMlpSteps, actorBatch: cfg.batch, seed: cfg.seed,
-    });
-    seconds.evaluation += (performance.now() - t) / 1000;
-    const res = await evalTimed(envPolicy((s) => mlp.forward(s), data.obsStats, box));
-    bcMlpScore = { mean: res.normalizedMean!, std: res.normalizedStd! };
-    log.write({ phase: 'baseline', bcMlpEval: { ...bcMlpScore, returnMean: res.mean } });
-    say(opts, `behaviour cloning (MLP, mean squared error, ${cfg.bcMlpSteps} steps): score ${bcMlpScore.mean.toFixed(1)} +- ${bcMlpScore.std.toFixed(1)}`);
-  } else if (opts.resume) {
-    const prior = JsonlLog.read(log.path).find((r) => r['bcMlpEval']);
-    if (prior) bcMlpScore = prior['bcMlpEval'] as Score;
-  }
-
-  const policy = diffusionPolicy(m.actor.model, m.critic, cfg, data.obsStats, box, new Generator(cfg.seed * 16 + SEED.select));
-  const path = join(dir, 'train.safetensors');
-  let final: EvaluateResult | null = null;
-  const evals: DiffusionPolicySummary['evals'] = [];
-  let evalMs = 0;
-  const run = trainPhase(m, cfg, data.store, path, async (step) => {
-    const t = performance.now();
-    const res = await evaluatePolicy(policy, cfg);
-    evalMs += performance.now() - t;
-    if (step === cfg.trainSteps) final = res;
-    return { mean: res.normalizedMean!, std: res.normalizedStd!, returnMean: res.mean };
-  });
-  const start = await phaseStart('train', run.parts, path, { resume: opts.resume, quiet: opts.quiet, log });
-  if (start !== 'done') {
-    const r = await runPhase(run, ctx, start);
-    seconds.train = (r.ms - evalMs) / 1000;
-    seconds.evaluation += evalMs / 1000;
-    evals.push(...r.evals);
-  }
-  if (!final) final = await evalTimed(policy);
-  const result = final as EvaluateResult;
-  const summary: DiffusionPolicySummary = {
-    method,
-    task: cfg.task,
-    env: cfg.env,
-    dataset: file,
-    score: { mean: result.normalizedMean!, std: result.normalizedStd!, returnMean: result.mean, episodes: result.returns.length },
-    bcMlpScore,
-    datasetScore: data.datasetScore,
-    phaseSeconds: seconds,
-    totalSeconds: (performance.now() - tStart) / 1000,
-    evals,
-    dir,
-  };
-  log.write({ phase: 'summary', ...summary });
-  writeFileAtomic(join(dir, RUN_FILES.summary), JSON.stringify(summary, null, 2));
-  writeFileAtomic(
-    join(dir, RUN_FILES.curves),
-    curvesSvg(JsonlLog.read(log.path), { 'BC (MLP)': bcMlpScore, dataset: data.datasetScore }, { phases: ['train'], evalPhase: 'train', policy: `${method} policy` }),
-  );
-  data.store.dispose();
-  m.dispose();
-  return summary;
 }
 
-export function printSummary(s: DiffusionPolicySummary): void {
-  const line = (label: string, v: string) => console.log(`  ${label.padEnd(32)}${v}`);
-  console.log(`\n${s.method} ${s.task} on ${s.env} (${s.dataset})`);
-  line(`normalised score (${s.method})`, `${s.score.mean.toFixed(1)} +- ${s.score.std.toFixed(1)}  (${s.score.episodes} episodes, mean return ${s.score.returnMean.toFixed(1)})`);
-  if (s.bcMlpScore) line('behaviour cloning (MLP)', `${s.bcMlpScore.mean.toFixed(1)} +- ${s.bcMlpScore.std.toFixed(1)}`);
-  if (s.datasetScore) line('dataset (behaviour policy)', `${s.datasetScore.mean.toFixed(1)} +- ${s.datasetScore.std.toFixed(1)}  (${s.datasetScore.episodes} episodes)`);
-  const p = s.phaseSeconds;
-  line('wall time', `setup ${formatDuration(p.setup * 1000)}, train ${formatDuration(p.train * 1000)}, evaluation ${formatDuration(p.evaluation * 1000)}; total ${formatDuration(s.totalSeconds * 1000)}`);
-  line('outputs', s.dir);
-}
-
-// =========================================================================================================
-// Command line: the options both commands take
-
-export const COMMON_CLI_OPTIONS = {
-  dataset: { type: 'string', placeholder: 'name|file', description: "D4RL-layout HDF5 file or a built-in dataset (pendulum-medium-v1, hopper-expert-v4); default: the task's" },
-  env: { type: 'string', placeholder: 'id', description: 'evaluation environment (default: from the task or dataset name)' },
-  seed: { type: 'integer', nonNegative: true, description: 'seed of every network and random stream (default 0)' },
-  'train-steps': { type: 'integer', nonNegative: true, placeholder: 'n', description: 'training steps (critic and policy per step)' },
-  'batch-size': { type: 'integer', positive: true, placeholder: 'n', description: 'batch size' },
-  lr: { type: 'number', nonNegative: true, description: "policy learning rate (default: the task's)" },
-  'lr-decay': { type: 'boolean', description: "cosine decay of the policy's learning rate to 0 over the training steps" },
-  T: { type: 'integer', positive: true, placeholder: 'n', description: 'diffusion steps of the policy' },
-  'grad-clip': { type: 'number', nonNegative: true, description: "global gradient-norm clip (0: none; default: the task's)" },
-  'max-q-backup': { type: 'boolean', description: 'critic target: max over 10 next actions per head, then min over heads' },
-  candidates: { type: 'integer', positive: true, placeholder: 'n', description: 'policy samples per state at evaluation, one picked by softmax(min Q\')' },
-  'select-temperature': { type: 'number', nonNegative: true, description: "multiplier of min Q' in the selection softmax (default: the task's; 10 in pendulum-quick, 1 in the papers' tasks)" },
-  out: { type: 'string', placeholder: 'dir', description: 'run directory (default runs/<method>-<task>-<timestamp>)' },
-  resume: { type: 'string', placeholder: 'dir', description: 'continue the run in dir from its last checkpoint, with its config.json' },
-  'eval-every': { type: 'integer', nonNegative: true, placeholder: 'n', description: 'training steps between evaluations (0: only at the end)' },
-  'eval-episodes': { type: 'integer', positive: true, placeholder: 'n', description: 'episodes per evaluation' },
-  'no-bc-eval': { type: 'boolean', description: 'skip the behaviour-cloning baseline (MSE-fitted MLP)' },
-  'log-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between log lines and NaN checks' },
-  'checkpoint-every': { type: 'integer', positive: true, placeholder: 'n', description: 'steps between checkpoints' },
-  device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name (e.g. llvmpipe, nvidia)' },
-  quiet: { type: 'boolean', description: 'print only the summary' },
-  ...ENGINE_CLI_OPTIONS,
-} as const satisfies Record<string, OptionSpec>;
-
-/** Options that do not change training (allowed with --resume). */
-export const NON_TRAINING_OPTIONS = ['resume', 'device', 'quiet', 'out', 'eager', 'tune'];
-
-/** Applies the shared options to a preset's config. */
-export function applyCommonArgs(
-  cfg: DiffusionPolicyConfig,
-  args: {
-    dataset?: string; env?: string; seed?: number; 'train-steps'?: number; 'batch-size'?: number; lr?: number; 'lr-decay'?: boolean; T?: number; 'grad-clip'?: number;
-    'max-q-backup'?: boolean; candidates?: number; 'select-temperature'?: number; 'eval-every'?: number; 'eval-episodes'?: number; 'no-bc-eval'?: boolean; 'log-every'?: number; 'checkpoint-every'?: number;
-  },
-): void {
-  applyOfflineArgs(cfg, args);
-  assignDefined(cfg, {
-    trainSteps: args['train-steps'],
-    batch: args['batch-size'],
-    lr: args.lr,
-    T: args.T,
-    gradClip: args['grad-clip'],
-    candidates: args.candidates,
-    selectTemperature: args['select-temperature'],
-  });
-  if (args['max-q-backup']) cfg.maxQBackup = true;
-  if (args['lr-decay']) cfg.lrDecay = true;
-}

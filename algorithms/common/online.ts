@@ -17,15 +17,14 @@ import type { TransitionChunk } from '../../datasets/transition-log.ts';
 import { envIds, makeEnv, makeVecEnv } from '../../envs/registry.ts';
 import { evaluate, gpuPolicy, meanStd, type BatchPolicy } from '../../envs/evaluate.ts';
 import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
-import { lineSvg, stackSvgs, type LineSeries } from './svg.ts';
-import {
-  CliError, GpuChurnGuard, assignDefined, JsonlLog, LossMeter, Progress, RUN_FILES, assertFinite, formatDuration, formatNumber,
-  isMainModule, loadCheckpoint, parseCli, readCheckpointInfo, removeStaleTemps, runMain, saveCheckpoint,
-  writeFileAtomic, type CheckpointParts, type CliSpec, type CliValues, type OptionSpec, type OptionSpecs,
-} from './run.ts';
-import {
-  ENGINE_CLI_OPTIONS, PhaseInterrupted, interruptible, openDevice, openRun, say, tuningLog, userError, type RunContext,
-} from './offline.ts';
+import { onlineCurvesSvg } from './curves.ts';
+import { CliError, assignDefined, isMainModule, parseCli, runMain, type CliSpec, type CliValues, type OptionSpec, type OptionSpecs } from './cli.ts';
+import { GpuChurnGuard, JsonlLog, LossMeter, Progress, assertFinite, formatDuration, formatNumber } from './monitor.ts';
+import { RUN_FILES, loadCheckpoint, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic, type CheckpointParts } from './run-files.ts';
+import { ENGINE_CLI_OPTIONS, interruptible, openDevice, openRun, tuningLog } from './command.ts';
+import { PhaseInterrupted, type RunContext } from './phase.ts';
+import { say } from './monitor.ts';
+import { userError } from './cli.ts';
 
 /** What the loop needs from an online agent. */
 export interface OnlineAgent {
@@ -456,41 +455,6 @@ export async function referenceReturns(env: string, episodes: number, evalSeed =
   return out;
 }
 
-
-/** Log keys that are counters, not curves. */
-const NOT_CURVES = new Set(['phase', 'step', 'time', 'updates', 'episodes', 'eval', 'episodeReturn']);
-
-/**
- * One SVG: the learning curve (evaluation return against env steps, the behaviour policy's training-episode
- * returns, flat reference lines), then one small chart per logged loss or statistic, all against env steps.
- */
-export function onlineCurvesSvg(records: Record<string, unknown>[], references: Record<string, number> = {}, opts: { phase?: string; policy?: string } = {}): string {
-  const phase = opts.phase ?? 'online';
-  const num = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : Number.NaN);
-  const rows = records.filter((r) => r['phase'] === phase && typeof r['step'] === 'number');
-  const evals = rows.filter((r) => r['eval'] && typeof r['eval'] === 'object');
-  const logs = rows.filter((r) => r['eval'] === undefined);
-  const charts: string[] = [];
-  const learning: LineSeries[] = [];
-  const ex = evals.map((r) => num(r['step']));
-  if (evals.length) learning.push({ name: `${opts.policy ?? 'policy'} (evaluation)`, x: ex, y: evals.map((r) => num((r['eval'] as Record<string, unknown>)['mean'])) });
-  const episodic = logs.filter((r) => r['episodeReturn'] !== undefined);
-  if (episodic.length) learning.push({ name: 'training episodes', x: episodic.map((r) => num(r['step'])), y: episodic.map((r) => num(r['episodeReturn'])) });
-  const allX = [...ex, ...episodic.map((r) => num(r['step']))];
-  if (learning.length && allX.length) {
-    const x = [Math.min(...allX), Math.max(...allX)];
-    for (const [name, v] of Object.entries(references)) learning.push({ name, x, y: [v, v] });
-  }
-  if (learning.length) charts.push(lineSvg(learning, { title: 'return', xLabel: 'env steps', width: 640, height: 320 }));
-  const keys = new Set<string>();
-  for (const r of logs) for (const k of Object.keys(r)) if (!NOT_CURVES.has(k) && typeof r[k] !== 'object') keys.add(k);
-  for (const k of keys) {
-    const have = logs.filter((r) => r[k] !== undefined);
-    charts.push(lineSvg([{ name: k, x: have.map((r) => num(r['step'])), y: have.map((r) => num(r[k])) }], { title: k, xLabel: 'env steps', width: 640, height: 200 }));
-  }
-  if (charts.length === 0) charts.push(lineSvg([{ name: 'no data', x: [0], y: [0] }], { title: 'no training records' }));
-  return stackSvgs(charts);
-}
 
 // =========================================================================================================
 // Command line shared by the online algorithms

@@ -121,10 +121,10 @@ type Diffusion = DiscreteDiffusion | VPSDEDiffusion | EDMDiffusion;
  */
 export class BehaviorModel {
   readonly config: BehaviorConfig;
-  readonly net: NoiseNet;
+  readonly net: NoiseNet & Module;
   readonly diffusion: Diffusion;
 
-  constructor(config: BehaviorConfig, net: NoiseNet, diffusion: Diffusion) {
+  constructor(config: BehaviorConfig, net: NoiseNet & Module, diffusion: Diffusion) {
     this.config = config;
     this.net = net;
     this.diffusion = diffusion;
@@ -171,7 +171,7 @@ export class BehaviorModel {
       throw new Error(`BehaviorModel.sample: the model is unconditional (stateDim 0) but cond [${cond.shape}] was given`);
     }
     const steps = opts.steps ?? DEFAULT_SAMPLER_STEPS[sampler] ?? undefined;
-    const module = this.net as unknown as Module;
+    const module = this.net;
     const wasTraining = module.training;
     module.eval();
     try {
@@ -398,7 +398,7 @@ export async function trainBehavior(model: BehaviorModel, data: BatchSource, opt
   const gradClip = opts.gradClip ?? null;
   if (gradClip !== null && !(gradClip > 0)) throw new Error(`trainBehavior: gradClip must be positive or null, got ${gradClip}`);
   const lrAt = typeof opts.lr === 'number' ? (() => opts.lr as number) : opts.lr;
-  const module = model.net as unknown as Module;
+  const module = model.net;
   const group = module.paramGroup();
   const optimizer = opts.optimizer ?? new AdamW(group, { lr: lrAt(startStep), weightDecay: opts.weightDecay ?? 0 });
   if (optimizer.group !== group) throw new Error('trainBehavior: the optimiser does not step this model\'s parameter group');

@@ -2,7 +2,8 @@
 // Offline-RL main.py, agents/ql_diffusion.py), and a quick preset that trains and evaluates on the repository's
 // Pendulum dataset in minutes on a software GPU. The gradient-norm table is also EDP's (sail-sg/edp hps.py).
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
-import { BUILTIN_DATASETS, PENDULUM_QUICK_RUN, envForDataset } from '../srpo/presets.ts';
+import { BUILTIN_DATASETS, envForDataset } from '../../datasets/builtin.ts';
+import { PENDULUM_QUICK_RUN } from '../common/pendulum-quick.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
 

@@ -2,7 +2,8 @@
 // main.py, agents/dtql.py), and a quick preset that runs pretraining, training and evaluation on the repository's
 // Pendulum dataset in minutes on a software GPU.
 import type { RewardPreset } from '../../datasets/presets.ts';
-import { BUILTIN_DATASETS, PENDULUM_QUICK_RUN, envForDataset } from '../srpo/presets.ts';
+import { BUILTIN_DATASETS, envForDataset } from '../../datasets/builtin.ts';
+import { PENDULUM_QUICK_RUN } from '../common/pendulum-quick.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
 

@@ -3,7 +3,7 @@
 // repository's Pendulum dataset in minutes on a software GPU.
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
 import { QUICK_PENDULUM_POLICY, TASK_SETTINGS as DQL_TASKS, envForDataset } from '../dql/presets.ts';
-import { BUILTIN_DATASETS } from '../srpo/presets.ts';
+import { BUILTIN_DATASETS } from '../../datasets/builtin.ts';
 
 export { BUILTIN_DATASETS, envForDataset };
 

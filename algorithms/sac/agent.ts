@@ -18,7 +18,7 @@ import { parameter } from '../../engine/params.ts';
 import { Generator } from '../../engine/random.ts';
 import type { Tensor } from '../../engine/tensor.ts';
 import type { ReplayStore } from '../../datasets/replay.ts';
-import type { CheckpointParts } from '../common/run.ts';
+import type { CheckpointParts } from '../common/run-files.ts';
 import { TwinQ } from '../common/critic-nets.ts';
 import { GaussianTanhActor } from '../common/gaussian-actor.ts';
 import type { OnlineAgent } from '../common/online.ts';

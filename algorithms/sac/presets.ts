@@ -3,7 +3,7 @@
 // step, 1M env steps); 'default' is the same on the MuJoCo tasks, and on Pendulum small fast settings that reach
 // the scripted controller's return in a few minutes on a software GPU. 'quick' is smaller and shorter; 'ci' is
 // the test suite's Pendulum run.
-import { CliError } from '../common/run.ts';
+import { CliError } from '../common/cli.ts';
 import { envKey, type OnlineCommandConfig } from '../common/online.ts';
 import type { SacAgentConfig } from './agent.ts';
 

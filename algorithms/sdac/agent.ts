@@ -29,13 +29,13 @@ import { Generator } from '../../engine/random.ts';
 import { keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import type { ReplayStore } from '../../datasets/replay.ts';
 import { TwinQ } from '../common/critic-nets.ts';
-import type { CheckpointParts } from '../common/run.ts';
+import type { CheckpointParts } from '../common/run-files.ts';
 import type { OnlineAgent } from '../common/online.ts';
 import { noiseDiscrete, predictX0 } from '../diffusion/losses.ts';
 import { ddpmSample, type DiscreteEpsModel } from '../diffusion/samplers.ts';
 import { DiscreteSchedule } from '../diffusion/schedules.ts';
 import { repeatRows, selectByCriticWithIndices } from '../diffusion/select.ts';
-import { twinTdLoss } from '../iql.ts';
+import { twinTdLoss } from '../common/iql.ts';
 import { SDACChainModel, SDACNoiseNet } from './networks.ts';
 
 export interface SDACAgentConfig {

@@ -2,7 +2,7 @@
 // envs, 30k random warm-up transitions, one update per vector step, 1M env steps, batch 256, 32 particles, 64
 // reverse samples, 3 x 256 Mish networks, T = 20 with betas 0.8 linspace(1e-4, 0.999)); on Pendulum a small
 // version that finishes on a software GPU in minutes. 'quick' is smaller and shorter still.
-import { CliError } from '../common/run.ts';
+import { CliError } from '../common/cli.ts';
 import { envKey, type OnlineCommandConfig } from '../common/online.ts';
 import { SDAC_PAPER_AGENT, type SDACAgentConfig } from './agent.ts';
 

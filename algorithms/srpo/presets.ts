@@ -3,6 +3,8 @@
 // Pendulum dataset in minutes on a software GPU.
 import type { RewardPreset } from '../../datasets/presets.ts';
 import type { SrpoWeighting } from '../../kernels/srpo.ts';
+import { TASK_ENVS } from '../../datasets/builtin.ts';
+import { PENDULUM_QUICK_RUN } from '../common/pendulum-quick.ts';
 
 export interface SrpoConfig {
   /** Preset name: a D4RL task (hopper-medium-v2, ...) or 'pendulum-quick'. */
@@ -136,43 +138,6 @@ export const TASK_BETA: Readonly<Record<string, number>> = Object.freeze({
   'antmaze-large-diverse-v2': 0.05,
 });
 
-/** Datasets that ship with the repository, by name. */
-/** A file of this repository, found from this module's location so commands work from any directory. */
-function repoFile(relative: string): string {
-  return decodeURIComponent(new URL(`../../${relative}`, import.meta.url).pathname);
-}
-
-export const BUILTIN_DATASETS: Readonly<Record<string, { path: string; env: string }>> = Object.freeze({
-  'pendulum-medium-v1': { path: repoFile('datasets/data/pendulum-medium-v1.hdf5'), env: 'Pendulum-v1' },
-  'hopper-expert-v4': { path: repoFile('test/fixtures/hopper-expert-v4.hdf5'), env: 'Hopper-v4' },
-});
-
-/**
- * What every method's quick preset shares: the shipped Pendulum data with 'minmax' rewards and z-scored
- * observations, 20 evaluation episodes from seed 1001 with the MSE-fitted MLP scored beside the method, a log
- * line every 100 steps and a checkpoint every 1000.
- */
-export const PENDULUM_QUICK_RUN = Object.freeze({
-  task: 'pendulum-quick',
-  dataset: 'pendulum-medium-v1',
-  env: 'Pendulum-v1',
-  rewardPreset: 'minmax',
-  normalizeObs: true,
-  evalEpisodes: 20,
-  evalSeed: 1001,
-  bcEval: true,
-  logEvery: 100,
-  checkpointEvery: 1000,
-} as const);
-
-/** The project's environment for a D4RL task family. */
-const TASK_ENVS: Readonly<Record<string, string>> = Object.freeze({
-  halfcheetah: 'HalfCheetah-v4',
-  hopper: 'Hopper-v4',
-  walker2d: 'Walker2d-v4',
-  pendulum: 'Pendulum-v1',
-});
-
 /**
  * The default run: the shipped Pendulum dataset (250 swing-up episodes with action noise of std 3), small
  * networks and a few thousand steps per phase, so the three phases and the evaluation finish in minutes on a
@@ -264,13 +229,4 @@ export function taskConfig(task: string): SrpoConfig {
     beta,
     ...(antmaze ? { expectile: 0.9, rewardPreset: 'iql_antmaze' as const, actorLayers: 4, normalizeQGrad: true } : {}),
   };
-}
-
-/** The environment a dataset name or path implies (by family), or null. */
-export function envForDataset(nameOrPath: string): string | null {
-  const builtin = BUILTIN_DATASETS[nameOrPath];
-  if (builtin) return builtin.env;
-  const base = nameOrPath.toLowerCase().split(/[\\/]/).pop() ?? '';
-  for (const [family, env] of Object.entries(TASK_ENVS)) if (base.startsWith(family)) return env;
-  return null;
 }

@@ -9,17 +9,17 @@
 //   V  <- Adam step on mean |tau - 1(u < 0)| u^2,  u = q' - V(s)
 //   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2,  y = r + gamma notDone v'
 //   Q' <- (1 - tau) Q' + tau Q    Polyak rate config.tau (the expectile is config.expectile)
-import { backward, detach, isGradEnabled, needsGrad, noGrad, record } from '../engine/autograd.ts';
-import { HostRng, globalRng } from '../engine/init.ts';
-import { kernel } from '../engine/kernel.ts';
-import { MLP, Module } from '../engine/nn.ts';
-import { add, minimum, sub } from '../engine/ops/elementwise.ts';
-import { rowThreads, sum } from '../engine/ops/reduce.ts';
-import { AdamW, clipScale, cosineLR, polyakUpdate, type LRSchedule } from '../engine/optim.ts';
-import { parameter, type ParamGroup } from '../engine/params.ts';
-import { runtime } from '../engine/runtime.ts';
-import { empty, tidy, type Tensor } from '../engine/tensor.ts';
-import { flatGrid } from '../kernels/common.ts';
+import { backward, detach, isGradEnabled, needsGrad, noGrad, record } from '../../engine/autograd.ts';
+import { HostRng, globalRng } from '../../engine/init.ts';
+import { kernel } from '../../engine/kernel.ts';
+import { MLP, Module } from '../../engine/nn.ts';
+import { add, minimum, sub } from '../../engine/ops/elementwise.ts';
+import { rowThreads, sum } from '../../engine/ops/reduce.ts';
+import { AdamW, clipScale, cosineLR, polyakUpdate, type LRSchedule } from '../../engine/optim.ts';
+import { parameter, type ParamGroup } from '../../engine/params.ts';
+import { runtime } from '../../engine/runtime.ts';
+import { empty, tidy, type Tensor } from '../../engine/tensor.ts';
+import { flatGrid } from '../../kernels/common.ts';
 import {
   awrBackwardSource,
   awrLogStdBackwardSource,
@@ -27,10 +27,10 @@ import {
   iqlLossSource,
   twinTdBackwardSource,
   type IQLLoss,
-} from '../kernels/iql.ts';
-import { rowGrid } from '../kernels/reduce.ts';
-import { twinQActionGrad } from './common/critic-grad.ts';
-import { TwinQ, ValueNet, type CriticActivation } from './common/critic-nets.ts';
+} from '../../kernels/iql.ts';
+import { rowGrid } from '../../kernels/reduce.ts';
+import { twinQActionGrad } from './critic-grad.ts';
+import { TwinQ, ValueNet, type CriticActivation } from './critic-nets.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Losses: each one fused dispatch forward (scalar [1] output, left on the GPU) and one backward.
@@ -400,6 +400,11 @@ export class IQLCritic {
   /** The networks by checkpoint name (engine/safetensors saveModule / loadModule). */
   modules(): Record<string, Module> {
     return { q: this.q, qTarget: this.qTarget, v: this.v };
+  }
+
+  /** The optimisers a checkpoint holds, by name. */
+  optimizers(): Record<string, AdamW> {
+    return { q: this.qOptimizer, v: this.vOptimizer };
   }
 
   /** Frees the optimiser state. */
