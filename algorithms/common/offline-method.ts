@@ -216,10 +216,12 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
 }
 
 export function printOfflineSummary<C extends OfflineConfig, M>(method: OfflineMethod<C, M>, cfg: C, s: OfflineSummary): void {
-  const line = (label: string, v: string) => console.log(`  ${label.padEnd(32)}${v}`);
+  const policyLabel = `normalised score (${method.policyName(cfg)})`;
+  const width = Math.max(32, policyLabel.length + 2);
+  const line = (label: string, v: string) => console.log(`  ${label.padEnd(width)}${v}`);
   const pm = (x: Score) => `${x.mean.toFixed(1)} +- ${x.std.toFixed(1)}`;
   console.log(`\n${s.method} ${s.task} on ${s.env} (${s.dataset})`);
-  line(`normalised score (${method.policyName(cfg)})`, `${pm(s.score)}  (${s.score.episodes} episodes, mean return ${s.score.returnMean.toFixed(1)})`);
+  line(policyLabel, `${pm(s.score)}  (${s.score.episodes} episodes, mean return ${s.score.returnMean.toFixed(1)})`);
   for (const b of method.baselines(cfg)) {
     const score = s[b.key];
     if (score) line(b.label, pm(score));
@@ -265,7 +267,8 @@ export function applyOfflineArgs(
 /** The options every offline command takes around the method's own. */
 function offlineOptions<C extends OfflineConfig, M, S extends OptionSpecs>(method: OfflineMethod<C, M, S>): OptionSpecs {
   const { cli } = method;
-  const sample = cli.preset({ task: cli.taskNames[0]! } as CliValues<S> & { task: string });
+  const defaults = Object.fromEntries(Object.entries(cli.options).flatMap(([k, o]) => (o.default !== undefined ? [[k, o.default]] : [])));
+  const sample = cli.preset({ ...defaults, task: cli.taskNames[0]! } as CliValues<S> & { task: string });
   const baselineNames = method.baselines(sample).map((b) => b.describe.replace(/^behaviour cloning \((.*)\)$/, '$1'));
   const loads = Object.fromEntries(
     method.phases.filter((p) => p.loadOption).map((p) => [p.loadOption!.name, { type: 'string', placeholder: 'file', description: p.loadOption!.description } satisfies OptionSpec]),
