@@ -4,7 +4,7 @@
 // `node algorithms/sac.ts --help` for the command line; with no arguments it runs the default Pendulum preset.
 import { SacAgent } from './sac/agent.ts';
 import { PRESET_NAMES, sacPreset, type SacConfig } from './sac/presets.ts';
-import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online.ts';
+import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online-command.ts';
 import type { OptionSpec } from './common/cli.ts';
 
 export { SacAgent, sacPreset, type SacConfig };

@@ -4,7 +4,7 @@
 // `node algorithms/sdac.ts --help` for the command line; with no arguments it runs the default Pendulum preset.
 import { SDACAgent } from './sdac/agent.ts';
 import { PRESET_NAMES, sdacPreset, type SDACConfig } from './sdac/presets.ts';
-import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online.ts';
+import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online-command.ts';
 import type { OptionSpec } from './common/cli.ts';
 
 export { SDACAgent, sdacPreset, type SDACConfig };

@@ -21,7 +21,7 @@ import type { RunContext } from '../algorithms/common/phase.ts';
 import type { CheckpointParts } from '../algorithms/common/run-files.ts';
 import { PhaseInterrupted } from '../algorithms/common/phase.ts';
 import { onlineCurvesSvg } from '../algorithms/common/curves.ts';
-import { toEnvActions, trainOnline, updatesDue, type CollectedTransitions, type OnlineAgent, type OnlineConfig } from '../algorithms/common/online.ts';
+import { toEnvActions, trainOnline, updatesDue, type CollectedTransitions, type OnlineAgent, type OnlineConfig } from '../algorithms/common/online-loop.ts';
 import { gpu } from './helpers.ts';
 
 const t = suite('online');

@@ -20,7 +20,7 @@ import { decodeSafetensors } from '../engine/safetensors.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
 import { sum } from '../engine/ops/reduce.ts';
-import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online.ts';
+import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online-loop.ts';
 import type { RunContext } from '../algorithms/common/phase.ts';
 import { makeVecEnv } from '../envs/registry.ts';
 import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';

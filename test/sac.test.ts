@@ -13,7 +13,7 @@ import { AdamW } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor, tidy } from '../engine/tensor.ts';
 import { GaussianTanhActor } from '../algorithms/common/gaussian-actor.ts';
-import { onlineCliSpec, onlineConfigFromArgs, referenceReturns, runOnline, type OnlineCliValues } from '../algorithms/common/online.ts';
+import { onlineCliSpec, onlineConfigFromArgs, referenceReturns, runOnline, type OnlineCliValues } from '../algorithms/common/online-command.ts';
 import { parseCli } from '../algorithms/common/cli.ts';
 import { SacAgent, Temperature, temperatureLoss } from '../algorithms/sac/agent.ts';
 import { ReplayStore } from '../datasets/replay.ts';

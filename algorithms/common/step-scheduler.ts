@@ -16,6 +16,8 @@ export interface LossReport {
   step: number;
   fromStep: number;
   values: Record<string, number>;
+  /** What the caller attached when it queued the readback (counters of that log point). */
+  extra: Record<string, number>;
 }
 
 export interface StepSchedulerOptions {
@@ -82,13 +84,13 @@ export class StepScheduler {
 
   /**
    * Queues a readback of the losses since the last one, as of `step`, and reports the previous readback. With
-   * `wait`, this one is reported too before returning.
+   * `wait`, this one is reported too before returning. `extra` travels with it to the report.
    */
-  async readLosses(step: number, wait: boolean): Promise<void> {
+  async readLosses(step: number, wait: boolean, extra: Record<string, number> = {}): Promise<void> {
     const fromStep = this.lastRead;
     this.lastRead = step;
     const values = this.meter.pending > 0 ? this.meter.drainLater() : Promise.resolve({});
-    const ticket = values.then((v) => ({ step, fromStep, values: v }));
+    const ticket = values.then((v) => ({ step, fromStep, values: v, extra }));
     await this.flush();
     if (wait) this.report(await ticket);
     else this.pending = ticket;

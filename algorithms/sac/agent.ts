@@ -21,7 +21,7 @@ import type { ReplayStore } from '../../datasets/replay.ts';
 import type { CheckpointParts } from '../common/run-files.ts';
 import { TwinQ } from '../common/critic-nets.ts';
 import { GaussianTanhActor } from '../common/gaussian-actor.ts';
-import type { OnlineAgent } from '../common/online.ts';
+import type { OnlineAgent } from '../common/online-loop.ts';
 
 /** The agent's own settings (the loop's are in OnlineConfig). */
 export interface SacAgentConfig {

@@ -4,7 +4,7 @@
 // the scripted controller's return in a few minutes on a software GPU. 'quick' is smaller and shorter; 'ci' is
 // the test suite's Pendulum run.
 import { CliError } from '../common/cli.ts';
-import { envKey, type OnlineCommandConfig } from '../common/online.ts';
+import { envKey, type OnlineCommandConfig } from '../common/online-command.ts';
 import type { SacAgentConfig } from './agent.ts';
 
 export interface SacConfig extends OnlineCommandConfig, SacAgentConfig {}

@@ -30,7 +30,7 @@ import { keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import type { ReplayStore } from '../../datasets/replay.ts';
 import { TwinQ } from '../common/critic-nets.ts';
 import type { CheckpointParts } from '../common/run-files.ts';
-import type { OnlineAgent } from '../common/online.ts';
+import type { OnlineAgent } from '../common/online-loop.ts';
 import { noiseDiscrete, predictX0 } from '../diffusion/losses.ts';
 import { ddpmSample, type DiscreteEpsModel } from '../diffusion/samplers.ts';
 import { DiscreteSchedule } from '../diffusion/schedules.ts';

@@ -3,7 +3,7 @@
 // reverse samples, 3 x 256 Mish networks, T = 20 with betas 0.8 linspace(1e-4, 0.999)); on Pendulum a small
 // version that finishes on a software GPU in minutes. 'quick' is smaller and shorter still.
 import { CliError } from '../common/cli.ts';
-import { envKey, type OnlineCommandConfig } from '../common/online.ts';
+import { envKey, type OnlineCommandConfig } from '../common/online-command.ts';
 import { SDAC_PAPER_AGENT, type SDACAgentConfig } from './agent.ts';
 
 export interface SDACConfig extends OnlineCommandConfig, SDACAgentConfig {}
