@@ -24,7 +24,7 @@ import { trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, typ
 import type { RunContext } from '../algorithms/common/phase.ts';
 import { makeVecEnv } from '../envs/registry.ts';
 import { readD4RL, validateD4RL, type D4RLData } from '../datasets/d4rl.ts';
-import { concatD4RL, formatSummaryTable, replayPhysics, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../datasets/recipe.ts';
+import { concatD4RL, formatSummaryTable, replayPhysics, runRecipe, RECIPE_CREATED_BY, type DatasetKind, type RecipeResult } from '../scripts/dataset-recipe.ts';
 import { TransitionLog, episodeRows, type TransitionChunk } from '../datasets/transition-log.ts';
 
 const t = suite('recipe');
@@ -355,7 +355,7 @@ t('runs with the real online loop: the hook transitions up to the first evaluati
 });
 
 t('command line: --help lists the recipe, shared and agent options; bad input gets a clear error', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, ['datasets/recipe.ts', ...args], { encoding: 'utf8' });
+  const run = (...args: string[]) => spawnSync(process.execPath, ['scripts/dataset-recipe.ts', ...args], { encoding: 'utf8' });
   const help = run('--help');
   assert.is(help.status, 0, help.stderr);
   for (const flag of ['--agent <sac|sdac>', '--size <n>', '--medium-score', '--medium-return', '--medium-rule', '--collect', '--expert', '--steps', '--eval-every', '--hidden']) {

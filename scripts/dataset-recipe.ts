@@ -24,7 +24,7 @@
 // a normalised score of 100/3, a third of the way from random to expert. A run that never reaches the target
 // takes its best evaluation as the medium policy and says so (manifest: medium.reached = false).
 //
-// Run as a command (`node datasets/recipe.ts --help`).
+// Run as a command (`node scripts/dataset-recipe.ts --help`).
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,17 +38,19 @@ import type { RunContext } from '../algorithms/common/phase.ts';
 import { ONLINE_CLI_OPTIONS, envKey, onlineConfigFromArgs, type OnlineCommand, type OnlineCommandConfig } from '../algorithms/common/online-command.ts';
 import { agentPolicy, trainOnline, updatesDue, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult } from '../algorithms/common/online-loop.ts';
 import { onlineCurvesSvg } from '../algorithms/common/curves.ts';
+import { SAC_COMMAND } from '../algorithms/sac.ts';
+import { SDAC_COMMAND } from '../algorithms/sdac.ts';
 import { randomPolicy } from '../envs/controllers.ts';
 import type { Env } from '../envs/core.ts';
 import { meanStd, type BatchPolicy } from '../envs/evaluate.ts';
 import { makeEnv } from '../envs/registry.ts';
-import { collect, episodeReturns } from './collect.ts';
-import { writeD4RL, type D4RLData } from './d4rl.ts';
-import { REFERENCE_SCORES, normalizedScore, referenceFamily, type ReferenceScore } from './presets.ts';
-import { TransitionLog, episodeRows, type PhysicsColumns, type TransitionChunk } from './transition-log.ts';
+import { collect, episodeReturns } from '../datasets/collect.ts';
+import { writeD4RL, type D4RLData } from '../datasets/d4rl.ts';
+import { REFERENCE_SCORES, normalizedScore, referenceFamily, type ReferenceScore } from '../datasets/presets.ts';
+import { TransitionLog, episodeRows, type PhysicsColumns, type TransitionChunk } from '../datasets/transition-log.ts';
 
 /** Recorded with every dataset as metadata/created_by. */
-export const RECIPE_CREATED_BY = 'webdiffuser datasets/recipe.ts';
+export const RECIPE_CREATED_BY = 'webdiffuser scripts/dataset-recipe.ts';
 
 export type DatasetKind = 'random' | 'medium' | 'medium-replay' | 'expert' | 'medium-expert' | 'full-replay';
 
@@ -551,27 +553,17 @@ export async function runRecipe(agent: OnlineAgent, online: OnlineConfig, settin
 // ---------------------------------------------------------------------------------------------------------
 // Command line
 
-/** The online commands the recipe can train, by --agent value: the module and its exported OnlineCommand. */
-const AGENT_COMMANDS: Readonly<Record<string, { module: string; exportName: string }>> = Object.freeze({
-  sac: { module: '../algorithms/sac.ts', exportName: 'SAC_COMMAND' },
-  sdac: { module: '../algorithms/sdac.ts', exportName: 'SDAC_COMMAND' },
-});
-
 type AnyOnlineCommand = OnlineCommand<OnlineCommandConfig, OptionSpecs>;
 
-async function loadAgentCommand(name: string): Promise<AnyOnlineCommand> {
-  const entry = AGENT_COMMANDS[name];
-  if (!entry) throw new CliError(`--agent must be one of ${Object.keys(AGENT_COMMANDS).join(', ')}; got '${name}'`);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(entry.module)) as Record<string, unknown>;
-  } catch (err) {
-    throw new CliError(`--agent ${name}: cannot load ${entry.module.replace('../', '')}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const cmd = mod[entry.exportName] as AnyOnlineCommand | undefined;
-  if (!cmd || typeof cmd.makeAgent !== 'function' || typeof cmd.preset !== 'function') {
-    throw new CliError(`--agent ${name}: ${entry.module.replace('../', '')} does not export the online command ${entry.exportName}`);
-  }
+/** The online commands the recipe can train, by --agent value. */
+const AGENT_COMMANDS: Readonly<Record<string, AnyOnlineCommand>> = Object.freeze({
+  sac: SAC_COMMAND as unknown as AnyOnlineCommand,
+  sdac: SDAC_COMMAND as unknown as AnyOnlineCommand,
+});
+
+function agentCommand(name: string): AnyOnlineCommand {
+  const cmd = AGENT_COMMANDS[name];
+  if (!cmd) throw new CliError(`--agent must be one of ${Object.keys(AGENT_COMMANDS).join(', ')}; got '${name}'`);
   return cmd;
 }
 
@@ -609,7 +601,7 @@ const NOT_FOR_RECIPE = new Set(['resume', 'out']);
 function recipeCliSpec(cmd: AnyOnlineCommand): CliSpec<OptionSpecs> {
   const shared = Object.fromEntries(Object.entries(ONLINE_CLI_OPTIONS).filter(([k]) => !NOT_FOR_RECIPE.has(k)));
   return {
-    usage: 'node datasets/recipe.ts [--env ID] [--agent sac|sdac] [--size N] [--out DIR] [options]',
+    usage: 'node scripts/dataset-recipe.ts [--env ID] [--agent sac|sdac] [--size N] [--out DIR] [options]',
     description:
       "D4RL's dataset recipe with the project's online agents. Trains the agent online (the agent's presets and options " +
       'below), keeps its policy at the first evaluation whose mean return reaches the medium target and at the end, then ' +
@@ -633,17 +625,17 @@ function recipeCliSpec(cmd: AnyOnlineCommand): CliSpec<OptionSpecs> {
       ...cmd.options,
     },
     examples: [
-      'node datasets/recipe.ts --env pendulum --agent sac',
-      'node datasets/recipe.ts --env pendulum --agent sac --size 2000 --preset quick --out runs/recipe-pendulum',
-      'node datasets/recipe.ts --env hopper --agent sac --preset quick --steps 20000 --size 5000 --medium-score 20',
-      'node datasets/recipe.ts --env pendulum --agent sdac --medium-return -600 --medium-rule closest',
+      'node scripts/dataset-recipe.ts --env pendulum --agent sac',
+      'node scripts/dataset-recipe.ts --env pendulum --agent sac --size 2000 --preset quick --out runs/recipe-pendulum',
+      'node scripts/dataset-recipe.ts --env hopper --agent sac --preset quick --steps 20000 --size 5000 --medium-score 20',
+      'node scripts/dataset-recipe.ts --env pendulum --agent sdac --medium-return -600 --medium-rule closest',
     ],
   };
 }
 
 /** The recipe command; returns null after --help. */
 export async function recipeMain(argv: string[] = process.argv.slice(2)): Promise<RecipeResult | null> {
-  const cmd = await loadAgentCommand(agentArg(argv));
+  const cmd = agentCommand(agentArg(argv));
   const spec = recipeCliSpec(cmd);
   const args = parseCli(spec, argv) as Record<string, string | number | boolean | undefined> | null;
   if (!args) return null;
