@@ -3,11 +3,9 @@
 
 import { VecEnv } from './core.ts';
 import type { Env } from './core.ts';
-import { HalfCheetahEnv } from './half_cheetah.ts';
-import { HopperEnv } from './hopper.ts';
+import { LOCOMOTION, LocomotionEnv } from './locomotion.ts';
 import { MountainCarContinuousEnv } from './mountain_car.ts';
 import { PendulumEnv } from './pendulum.ts';
-import { Walker2dEnv } from './walker2d.ts';
 
 export interface EnvOptions {
   /** Seeds the environment's generator (reset noise); without one it is seeded from Math.random. */
@@ -17,9 +15,9 @@ export interface EnvOptions {
 export type EnvFactory = (opts: EnvOptions) => Promise<Env>;
 
 const factories: Record<string, EnvFactory> = {
-  'Hopper-v4': (opts) => HopperEnv.create(opts),
-  'HalfCheetah-v4': (opts) => HalfCheetahEnv.create(opts),
-  'Walker2d-v4': (opts) => Walker2dEnv.create(opts),
+  'Hopper-v4': (opts) => LocomotionEnv.create(LOCOMOTION['Hopper-v4'], opts),
+  'HalfCheetah-v4': (opts) => LocomotionEnv.create(LOCOMOTION['HalfCheetah-v4'], opts),
+  'Walker2d-v4': (opts) => LocomotionEnv.create(LOCOMOTION['Walker2d-v4'], opts),
   'Pendulum-v1': async (opts) => new PendulumEnv(opts),
   'MountainCarContinuous-v0': async (opts) => new MountainCarContinuousEnv(opts),
 };

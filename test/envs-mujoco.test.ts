@@ -9,12 +9,10 @@ import * as assert from 'uvu/assert';
 import { HostRng } from '../engine/init.ts';
 import { readD4RL } from '../datasets/d4rl.ts';
 import type { Env } from '../envs/core.ts';
-import { HalfCheetahEnv } from '../envs/half_cheetah.ts';
-import { HopperEnv } from '../envs/hopper.ts';
+import { LOCOMOTION, LocomotionEnv } from '../envs/locomotion.ts';
 import { liveModelCount } from '../envs/mujoco.ts';
 import type { MujocoEnv } from '../envs/mujoco.ts';
 import { envIds, makeEnv, makeVecEnv } from '../envs/registry.ts';
-import { Walker2dEnv } from '../envs/walker2d.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
@@ -119,7 +117,7 @@ t('reward formulas; the control cost uses the action as passed while MuJoCo clam
 });
 
 t('hopper health: strict bounds on height, angle and every entry of (qpos[2:], qvel)', async () => {
-  const env = await HopperEnv.create({ seed: 0 });
+  const env = await LocomotionEnv.create(LOCOMOTION['Hopper-v4'], { seed: 0 });
   env.reset();
   const qpos0 = [0, 1.25, 0, -0.1, -0.1, 0.05];
   const zeros = [0, 0, 0, 0, 0, 0];
@@ -153,7 +151,7 @@ t('hopper health: strict bounds on height, angle and every entry of (qpos[2:], q
 });
 
 t('walker2d health: 0.8 < z < 2 and -1 < angle < 1 only', async () => {
-  const env = await Walker2dEnv.create({ seed: 0 });
+  const env = await LocomotionEnv.create(LOCOMOTION['Walker2d-v4'], { seed: 0 });
   env.reset();
   const zeros = new Array(9).fill(0);
   const healthy = (z: number, angle: number, qvel: number[] = zeros) => {
@@ -176,7 +174,7 @@ t('walker2d health: 0.8 < z < 2 and -1 < angle < 1 only', async () => {
 });
 
 t('halfcheetah never terminates; every environment truncates at step 1000', async () => {
-  const env = await HalfCheetahEnv.create({ seed: 0 });
+  const env = await LocomotionEnv.create(LOCOMOTION['HalfCheetah-v4'], { seed: 0 });
   env.reset();
   env.setPhysicsState([0, -5, 3, 0, 0, 0, 0, 0, 0], [0, 0, 200, 0, 0, 0, 0, 0, 0]);
   assert.ok(env.isHealthy());
@@ -234,12 +232,12 @@ t('seeding: equal seeds give identical trajectories, different seeds differ, res
 
 t('memory: closing frees simulator data; 256 copies live at once; views survive heap growth', async () => {
   const modelsBefore = liveModelCount();
-  const early = await HopperEnv.create({ seed: 1 });
-  const twin = await HopperEnv.create({ seed: 1 });
+  const early = await LocomotionEnv.create(LOCOMOTION['Hopper-v4'], { seed: 1 });
+  const twin = await LocomotionEnv.create(LOCOMOTION['Hopper-v4'], { seed: 1 });
   early.reset();
   twin.reset();
   for (let i = 0; i < 300; i++) {
-    const env = await HopperEnv.create({ seed: i });
+    const env = await LocomotionEnv.create(LOCOMOTION['Hopper-v4'], { seed: i });
     env.reset();
     env.step([0.1, 0.1, 0.1]);
     env.close();
@@ -305,7 +303,7 @@ t('hopper: the Gymnasium Hopper-v4 expert scores about 3700 over 1000 steps with
 t('hopper: one-step replay of recorded Gymnasium transitions', async () => {
   const data = await readD4RL(path.join(FIXTURES, 'hopper-expert-v4.hdf5'), { expect: { obsDim: 11, actDim: 3 } });
   const next = data.nextObservations!;
-  const env = await HopperEnv.create({ seed: 0 });
+  const env = await LocomotionEnv.create(LOCOMOTION['Hopper-v4'], { seed: 0 });
   const errors: number[] = [];
   let rewardChecked = 0;
   for (let row = 0; row < data.size; row++) {

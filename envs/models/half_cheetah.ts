@@ -5,6 +5,27 @@
 // `size memory` keeps each MjData's arena at 512 KiB so hundreds of copies fit in the 2 GiB wasm heap.
 // Peak arena use over long random rollouts was under 20 KB.
 
+import { chain, rootJoints } from './planar.ts';
+
+/** Per segment: body position, joint range, stiffness, damping, capsule position, tilt about y, half-length. */
+type SpringSegment = [name: string, pos: string, range: string, stiffness: string, damping: string, geomPos: string, tilt: string, halfLength: string];
+
+/** A back ('b') or front ('f') leg: thigh, shin and foot on spring hinges, each part named by prefix + segment. */
+function springLeg(prefix: string, segments: SpringSegment[]): string {
+  return chain(
+    segments.map(([segment, pos, range, stiffness, damping, geomPos, tilt, halfLength]) => {
+      const name = `${prefix}${segment}`;
+      return {
+        body: name,
+        pos,
+        joint: `name="${name}" type="hinge" pos="0 0 0" axis="0 1 0" range="${range}" stiffness="${stiffness}" damping="${damping}"`,
+        geom: `name="${name}" type="capsule" pos="${geomPos}" axisangle="0 1 0 ${tilt}" size="0.046 ${halfLength}"`,
+      };
+    }),
+    '      ',
+  );
+}
+
 export const HALF_CHEETAH_XML = `
 <mujoco model="half_cheetah">
   <compiler angle="radian" inertiafromgeom="true" settotalmass="14"/>
@@ -18,35 +39,19 @@ export const HALF_CHEETAH_XML = `
   <worldbody>
     <geom name="floor" type="plane" size="40 40 40" condim="3" conaffinity="1"/>
     <body name="torso" pos="0 0 0.7">
-      <joint name="rootx" type="slide" pos="0 0 0" axis="1 0 0" armature="0" damping="0" stiffness="0" limited="false"/>
-      <joint name="rootz" type="slide" pos="0 0 0" axis="0 0 1" armature="0" damping="0" stiffness="0" limited="false"/>
-      <joint name="rooty" type="hinge" pos="0 0 0" axis="0 1 0" armature="0" damping="0" stiffness="0" limited="false"/>
+${rootJoints('      ', 0)}
       <geom name="torso" type="capsule" fromto="-0.5 0 0 0.5 0 0" size="0.046"/>
       <geom name="head" type="capsule" pos="0.6 0 0.1" axisangle="0 1 0 0.87" size="0.046 0.15"/>
-      <body name="bthigh" pos="-0.5 0 0">
-        <joint name="bthigh" type="hinge" pos="0 0 0" axis="0 1 0" range="-0.52 1.05" stiffness="240" damping="6"/>
-        <geom name="bthigh" type="capsule" pos="0.1 0 -0.13" axisangle="0 1 0 -3.8" size="0.046 0.145"/>
-        <body name="bshin" pos="0.16 0 -0.25">
-          <joint name="bshin" type="hinge" pos="0 0 0" axis="0 1 0" range="-0.785 0.785" stiffness="180" damping="4.5"/>
-          <geom name="bshin" type="capsule" pos="-0.14 0 -0.07" axisangle="0 1 0 -2.03" size="0.046 0.15"/>
-          <body name="bfoot" pos="-0.28 0 -0.14">
-            <joint name="bfoot" type="hinge" pos="0 0 0" axis="0 1 0" range="-0.4 0.785" stiffness="120" damping="3"/>
-            <geom name="bfoot" type="capsule" pos="0.03 0 -0.097" axisangle="0 1 0 -0.27" size="0.046 0.094"/>
-          </body>
-        </body>
-      </body>
-      <body name="fthigh" pos="0.5 0 0">
-        <joint name="fthigh" type="hinge" pos="0 0 0" axis="0 1 0" range="-1 0.7" stiffness="180" damping="4.5"/>
-        <geom name="fthigh" type="capsule" pos="-0.07 0 -0.12" axisangle="0 1 0 0.52" size="0.046 0.133"/>
-        <body name="fshin" pos="-0.14 0 -0.24">
-          <joint name="fshin" type="hinge" pos="0 0 0" axis="0 1 0" range="-1.2 0.87" stiffness="120" damping="3"/>
-          <geom name="fshin" type="capsule" pos="0.065 0 -0.09" axisangle="0 1 0 -0.6" size="0.046 0.106"/>
-          <body name="ffoot" pos="0.13 0 -0.18">
-            <joint name="ffoot" type="hinge" pos="0 0 0" axis="0 1 0" range="-0.5 0.5" stiffness="60" damping="1.5"/>
-            <geom name="ffoot" type="capsule" pos="0.045 0 -0.07" axisangle="0 1 0 -0.6" size="0.046 0.07"/>
-          </body>
-        </body>
-      </body>
+${springLeg('b', [
+  ['thigh', '-0.5 0 0', '-0.52 1.05', '240', '6', '0.1 0 -0.13', '-3.8', '0.145'],
+  ['shin', '0.16 0 -0.25', '-0.785 0.785', '180', '4.5', '-0.14 0 -0.07', '-2.03', '0.15'],
+  ['foot', '-0.28 0 -0.14', '-0.4 0.785', '120', '3', '0.03 0 -0.097', '-0.27', '0.094'],
+])}
+${springLeg('f', [
+  ['thigh', '0.5 0 0', '-1 0.7', '180', '4.5', '-0.07 0 -0.12', '0.52', '0.133'],
+  ['shin', '-0.14 0 -0.24', '-1.2 0.87', '120', '3', '0.065 0 -0.09', '-0.6', '0.106'],
+  ['foot', '0.13 0 -0.18', '-0.5 0.5', '60', '1.5', '0.045 0 -0.07', '-0.6', '0.07'],
+])}
     </body>
   </worldbody>
   <actuator>

@@ -4,6 +4,8 @@
 // `size memory` keeps each MjData's arena at 512 KiB so hundreds of copies fit in the 2 GiB wasm heap.
 // Peak arena use over long random rollouts was under 20 KB.
 
+import { hopperLeg, rootJoints } from './planar.ts';
+
 export const WALKER2D_XML = `
 <mujoco model="walker2d">
   <compiler angle="degree" inertiafromgeom="true"/>
@@ -16,34 +18,10 @@ export const WALKER2D_XML = `
   <worldbody>
     <geom name="floor" type="plane" size="40 40 40" condim="3" conaffinity="1"/>
     <body name="torso" pos="0 0 1.25">
-      <joint name="rootx" type="slide" pos="0 0 -1.25" axis="1 0 0" armature="0" damping="0" stiffness="0" limited="false"/>
-      <joint name="rootz" type="slide" pos="0 0 -1.25" axis="0 0 1" armature="0" damping="0" stiffness="0" limited="false" ref="1.25"/>
-      <joint name="rooty" type="hinge" pos="0 0 0" axis="0 1 0" armature="0" damping="0" stiffness="0" limited="false"/>
+${rootJoints('      ', 1.25)}
       <geom name="torso_geom" type="capsule" size="0.05 0.2" friction="0.9"/>
-      <body name="thigh" pos="0 0 -0.2">
-        <joint name="thigh_joint" type="hinge" pos="0 0 0" axis="0 -1 0" range="-150 0"/>
-        <geom name="thigh_geom" type="capsule" size="0.05 0.225" pos="0 0 -0.225" friction="0.9"/>
-        <body name="leg" pos="0 0 -0.7">
-          <joint name="leg_joint" type="hinge" pos="0 0 0.25" axis="0 -1 0" range="-150 0"/>
-          <geom name="leg_geom" type="capsule" size="0.04 0.25" friction="0.9"/>
-          <body name="foot" pos="0.2 0 -0.35">
-            <joint name="foot_joint" type="hinge" pos="-0.2 0 0.1" axis="0 -1 0" range="-45 45"/>
-            <geom name="foot_geom" type="capsule" size="0.06 0.1" pos="-0.1 0 0.1" quat="0.7071068 0 -0.7071068 0" friction="0.9"/>
-          </body>
-        </body>
-      </body>
-      <body name="thigh_left" pos="0 0 -0.2">
-        <joint name="thigh_left_joint" type="hinge" pos="0 0 0" axis="0 -1 0" range="-150 0"/>
-        <geom name="thigh_left_geom" type="capsule" size="0.05 0.225" pos="0 0 -0.225" friction="0.9"/>
-        <body name="leg_left" pos="0 0 -0.7">
-          <joint name="leg_left_joint" type="hinge" pos="0 0 0.25" axis="0 -1 0" range="-150 0"/>
-          <geom name="leg_left_geom" type="capsule" size="0.04 0.25" friction="0.9"/>
-          <body name="foot_left" pos="0.2 0 -0.35">
-            <joint name="foot_left_joint" type="hinge" pos="-0.2 0 0.1" axis="0 -1 0" range="-45 45"/>
-            <geom name="foot_left_geom" type="capsule" size="0.06 0.1" pos="-0.1 0 0.1" quat="0.7071068 0 -0.7071068 0" friction="1.9"/>
-          </body>
-        </body>
-      </body>
+${hopperLeg('', { x: '0.2', halfX: '0.1', halfLength: '0.1', friction: '0.9' }, '      ')}
+${hopperLeg('_left', { x: '0.2', halfX: '0.1', halfLength: '0.1', friction: '1.9' }, '      ')}
     </body>
   </worldbody>
   <actuator>
