@@ -3,7 +3,7 @@
 //
 // `node algorithms/sac.ts --help` for the command line; with no arguments it runs the default Pendulum preset.
 import { SacAgent } from './sac/agent.ts';
-import { PRESET_NAMES, sacPreset, type SacConfig } from './sac/presets.ts';
+import { PRESET_HELP, PRESET_NAMES, sacPreset, type SacConfig } from './sac/presets.ts';
 import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online-command.ts';
 import type { OptionSpec } from './common/cli.ts';
 
@@ -26,14 +26,8 @@ export const SAC_COMMAND: OnlineCommand<SacConfig, typeof SAC_OPTIONS> = {
   title: 'SAC',
   description:
     'Soft Actor-Critic (Haarnoja et al., 2018) with automatic temperature: a tanh-Gaussian actor, twin Q critics with ' +
-    'Polyak-averaged targets (tau 0.005, gamma 0.99), the temperature adapted towards the target entropy -act_dim.\n\n' +
-    "Presets: 'paper' is the paper's MuJoCo setting (256x2 ReLU networks, learning rate 3e-4, batch 256, 1M replay, " +
-    "10k random warm-up steps, 1M env steps); 'default' is the same on Hopper, HalfCheetah and Walker2d (use --steps for a " +
-    'budget that fits this machine) and on Pendulum small settings that reach the scripted controller in a few minutes ' +
-    '(64x2 networks, batch 256, learning rate 1e-3, initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, ' +
-    "3000 env steps). 'quick': MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; " +
-    'Pendulum batch 128, learning rate 3e-3, tau 0.05, gamma 0.95, 1600 env steps (about a minute, less steady). ' +
-    "'ci': the test suite's Pendulum run (the quick settings, evaluated every 200 env steps, at most 2400).",
+    'Polyak-averaged targets (tau 0.005, gamma 0.99), the temperature adapted towards the target entropy -act_dim.' +
+    `\n\n${PRESET_HELP}`,
   presetNames: PRESET_NAMES,
   preset: sacPreset,
   options: SAC_OPTIONS,

@@ -3,7 +3,7 @@
 //
 // `node algorithms/sdac.ts --help` for the command line; with no arguments it runs the default Pendulum preset.
 import { SDACAgent } from './sdac/agent.ts';
-import { PRESET_NAMES, sdacPreset, type SDACConfig } from './sdac/presets.ts';
+import { PRESET_HELP, PRESET_NAMES, sdacPreset, type SDACConfig } from './sdac/presets.ts';
 import { onlineCommandMain, runOnlineCommand, type OnlineCommand } from './common/online-command.ts';
 import type { OptionSpec } from './common/cli.ts';
 
@@ -31,12 +31,8 @@ export const SDAC_COMMAND: OnlineCommand<SDACConfig, typeof SDAC_OPTIONS> = {
     'policy trained by reweighted score matching (64 clean actions drawn back from the noised new action, weighted ' +
     'by softmax(min Q 5 / alpha)); policy and target updates every 2 updates, the temperature every 250 from the ' +
     'Gaussian entropy of the exploration noise towards -0.9 act_dim. Evaluation: the target policy, best of the ' +
-    'particles, no noise.\n\n' +
-    "Presets: 'default' is the paper's MuJoCo setting (3x256 Mish networks, batch 256, 5 vector envs, 30k random " +
-    'warm-up, one update per vector step, 1M env steps: use --steps for a budget that fits this machine; every update ' +
-    "runs 20-step chains over 8192 rows, so expect seconds per update on a software GPU); on Pendulum 64-wide networks, " +
-    "batch 64, 4 particles, 16 reverse samples, temperature every 20 updates (lr 0.03), one update per transition, 6000 env steps. 'quick': the Pendulum " +
-    'networks (3000 Pendulum env steps, or 20k MuJoCo env steps at one update per vector step).',
+    'particles, no noise.' +
+    `\n\n${PRESET_HELP}`,
   presetNames: PRESET_NAMES,
   preset: sdacPreset,
   options: SDAC_OPTIONS,

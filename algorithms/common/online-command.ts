@@ -54,6 +54,22 @@ export interface OnlineCommandConfig extends OnlineConfig {
   preset: string;
 }
 
+/**
+ * The loop settings of a paper's MuJoCo run, as SAC's and SDAC's papers ran them: 1M env steps into a 1M-row
+ * replay store, 10 evaluation episodes, a log record every 1000 env steps and a checkpoint every 10k; the
+ * algorithm gives its vector-env count, warm-up, update rate and evaluation interval.
+ */
+export function paperMujocoRun(
+  algorithm: string,
+  env: string,
+  own: Pick<OnlineConfig, 'numEnvs' | 'warmupSteps' | 'updatesPerStep' | 'evalEvery'>,
+): OnlineCommandConfig {
+  return {
+    algorithm, preset: 'default', env, seed: 0, envSteps: 1_000_000, replayCapacity: 1_000_000,
+    evalEpisodes: 10, logEvery: 1000, checkpointEvery: 10_000, ...own,
+  };
+}
+
 export type OnlineCliValues = NonNullable<CliValues<typeof ONLINE_CLI_OPTIONS>>;
 
 /** An online algorithm as a command: what runOnlineCommand needs to know about it. */

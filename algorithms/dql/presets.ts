@@ -2,10 +2,9 @@
 // Offline-RL main.py, agents/ql_diffusion.py), and a quick preset that trains and evaluates on the repository's
 // Pendulum dataset in minutes on a software GPU. The gradient-norm table is also EDP's (sail-sg/edp hps.py).
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
-import { BUILTIN_DATASETS, envForDataset } from '../../datasets/builtin.ts';
+import { envForDataset } from '../../datasets/builtin.ts';
 import { PENDULUM_QUICK_RUN } from '../common/pendulum-quick.ts';
 
-export { BUILTIN_DATASETS, envForDataset };
 
 export interface DqlConfig extends DiffusionPolicyConfig {
   /** Weight of the normalised Q term: actor loss = L_bc + eta q_loss. */

@@ -2,10 +2,9 @@
 // main.py, agents/dtql.py), and a quick preset that runs pretraining, training and evaluation on the repository's
 // Pendulum dataset in minutes on a software GPU.
 import type { RewardPreset } from '../../datasets/presets.ts';
-import { BUILTIN_DATASETS, envForDataset } from '../../datasets/builtin.ts';
+import { envForDataset } from '../../datasets/builtin.ts';
 import { PENDULUM_QUICK_RUN } from '../common/pendulum-quick.ts';
 
-export { BUILTIN_DATASETS, envForDataset };
 
 export interface DtqlConfig {
   /** Preset name: a D4RL task (hopper-medium-v2, ...) or 'pendulum-quick'. */

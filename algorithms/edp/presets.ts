@@ -2,10 +2,8 @@
 // gradient-norm table it shares with Diffusion-QL, and a quick preset that trains and evaluates on the
 // repository's Pendulum dataset in minutes on a software GPU.
 import type { DiffusionPolicyConfig } from '../common/diffusion-policy.ts';
-import { QUICK_PENDULUM_POLICY, TASK_SETTINGS as DQL_TASKS, envForDataset } from '../dql/presets.ts';
-import { BUILTIN_DATASETS } from '../../datasets/builtin.ts';
-
-export { BUILTIN_DATASETS, envForDataset };
+import { PAPER_DEFAULTS as DQL_PAPER_DEFAULTS, QUICK_PENDULUM_POLICY, TASK_SETTINGS as DQL_TASKS } from '../dql/presets.ts';
+import { envForDataset } from '../../datasets/builtin.ts';
 
 export const BACKBONES = ['td3', 'crr', 'iql'] as const;
 export type Backbone = (typeof BACKBONES)[number];
@@ -33,41 +31,21 @@ export interface EdpConfig extends DiffusionPolicyConfig {
 }
 
 /**
- * The paper code's defaults: T = 100 on the scaled linear schedule, batch 256, AdamW 3e-4 (no decay) for
- * everything, discount 0.99, Polyak 0.005 on the critic every step, target policy every 5 steps after step 1000,
- * 2000 epochs x 1000 steps; next actions and evaluation candidates by DPM-Solver (15 steps), 50 candidates.
+ * The paper code's defaults, which are Diffusion-QL's except: T = 100 on the scaled linear schedule (the schedule
+ * is the behaviour model's), next actions and evaluation candidates by DPM-Solver (15 steps), an evaluation every
+ * 10k steps, and the backbones' own settings. Batch 256, AdamW 3e-4 (no decay) for everything, discount 0.99,
+ * Polyak 0.005 on the critic every step, target policy every 5 steps after step 1000, 2000 epochs x 1000 steps,
+ * 50 candidates.
  */
+const { eta: _dqlEta, ...DQL_DEFAULTS } = DQL_PAPER_DEFAULTS;
 export const PAPER_DEFAULTS: Omit<EdpConfig, 'task' | 'dataset' | 'env'> = Object.freeze({
-  seed: 0,
-  rewardPreset: 'none',
-  normalizeObs: false,
-  trainSteps: 2_000_000,
-  batch: 256,
+  ...DQL_DEFAULTS,
   T: 100,
-  actorHidden: 256,
-  lr: 3e-4,
-  criticHidden: [256, 256, 256],
-  criticLr: 3e-4,
-  discount: 0.99,
-  targetTau: 0.005,
-  gradClip: 0,
-  emaDecay: 0.995,
-  emaEvery: 5,
-  emaStart: 1000,
   targetSampler: 'dpm',
   targetSamplerSteps: 15,
-  maxQBackup: false,
-  maxQSamples: 10,
   evalSampler: 'dpm',
   evalSamplerSteps: 15,
-  candidates: 50,
   evalEvery: 10_000,
-  evalEpisodes: 10,
-  evalSeed: 100,
-  bcEval: false,
-  bcMlpSteps: 10_000,
-  logEvery: 1000,
-  checkpointEvery: 50_000,
   backbone: 'td3',
   diffCoef: 1,
   guideCoef: 1,

@@ -4,7 +4,7 @@
 // the scripted controller's return in a few minutes on a software GPU. 'quick' is smaller and shorter; 'ci' is
 // the test suite's Pendulum run.
 import { CliError } from '../common/cli.ts';
-import { envKey, type OnlineCommandConfig } from '../common/online-command.ts';
+import { envKey, paperMujocoRun, type OnlineCommandConfig } from '../common/online-command.ts';
 import type { SacAgentConfig } from './agent.ts';
 
 export interface SacConfig extends OnlineCommandConfig, SacAgentConfig {}
@@ -39,19 +39,7 @@ const MUJOCO = new Set(['hopper', 'halfcheetah', 'walker2d']);
 /** The paper's MuJoCo settings. */
 function paper(env: string): SacConfig {
   return {
-    algorithm: 'sac',
-    preset: 'default',
-    env,
-    seed: 0,
-    numEnvs: 1,
-    envSteps: 1_000_000,
-    warmupSteps: 10_000,
-    updatesPerStep: 1,
-    replayCapacity: 1_000_000,
-    evalEvery: 5000,
-    evalEpisodes: 10,
-    logEvery: 1000,
-    checkpointEvery: 10_000,
+    ...paperMujocoRun('sac', env, { numEnvs: 1, warmupSteps: 10_000, updatesPerStep: 1, evalEvery: 5000 }),
     hidden: 256,
     layers: 2,
     actorLr: 3e-4,
@@ -89,3 +77,13 @@ export function sacPreset(env: string, preset: string): SacConfig {
   }
   throw new CliError(`unknown preset '${preset}'; known: ${PRESET_NAMES.join(', ')}`);
 }
+
+/** The presets as --help describes them. */
+export const PRESET_HELP =
+  "Presets: 'paper' is the paper's MuJoCo setting (256x2 ReLU networks, learning rate 3e-4, batch 256, 1M replay, " +
+  "10k random warm-up steps, 1M env steps); 'default' is the same on Hopper, HalfCheetah and Walker2d (use --steps for a " +
+  'budget that fits this machine) and on Pendulum small settings that reach the scripted controller in a few minutes ' +
+  '(64x2 networks, batch 256, learning rate 1e-3, initial alpha 0.2, tau 0.02, gamma 0.97, 4 copies, 400 warm-up, ' +
+  "3000 env steps). 'quick': MuJoCo 64x2 networks, batch 128, learning rate 1e-3, 2000 warm-up, 20k env steps; " +
+  'Pendulum batch 128, learning rate 3e-3, tau 0.05, gamma 0.95, 1600 env steps (about a minute, less steady). ' +
+  "'ci': the test suite's Pendulum run (the quick settings, evaluated every 200 env steps, at most 2400).";

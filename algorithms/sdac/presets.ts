@@ -3,7 +3,7 @@
 // reverse samples, 3 x 256 Mish networks, T = 20 with betas 0.8 linspace(1e-4, 0.999)); on Pendulum a small
 // version that finishes on a software GPU in minutes. 'quick' is smaller and shorter still.
 import { CliError } from '../common/cli.ts';
-import { envKey, type OnlineCommandConfig } from '../common/online-command.ts';
+import { envKey, paperMujocoRun, type OnlineCommandConfig } from '../common/online-command.ts';
 import { SDAC_PAPER_AGENT, type SDACAgentConfig } from './agent.ts';
 
 export interface SDACConfig extends OnlineCommandConfig, SDACAgentConfig {}
@@ -15,20 +15,8 @@ const MUJOCO = new Set(['hopper', 'halfcheetah', 'walker2d']);
 /** The paper's MuJoCo settings. */
 function paper(env: string): SDACConfig {
   return {
-    algorithm: 'sdac',
-    preset: 'default',
-    env,
-    seed: 0,
-    numEnvs: 5,
-    envSteps: 1_000_000,
-    warmupSteps: 30_000,
     // one update per step of the 5 vector envs
-    updatesPerStep: 0.2,
-    replayCapacity: 1_000_000,
-    evalEvery: 10_000,
-    evalEpisodes: 10,
-    logEvery: 1000,
-    checkpointEvery: 10_000,
+    ...paperMujocoRun('sdac', env, { numEnvs: 5, warmupSteps: 30_000, updatesPerStep: 0.2, evalEvery: 10_000 }),
     ...SDAC_PAPER_AGENT,
     criticHidden: [...SDAC_PAPER_AGENT.criticHidden],
   };
@@ -79,3 +67,11 @@ export function sdacPreset(env: string, preset: string): SDACConfig {
   }
   throw new CliError(`unknown preset '${preset}'; known: ${PRESET_NAMES.join(', ')}`);
 }
+
+/** The presets as --help describes them. */
+export const PRESET_HELP =
+  "Presets: 'default' is the paper's MuJoCo setting (3x256 Mish networks, batch 256, 5 vector envs, 30k random " +
+  'warm-up, one update per vector step, 1M env steps: use --steps for a budget that fits this machine; every update ' +
+  "runs 20-step chains over 8192 rows, so expect seconds per update on a software GPU); on Pendulum 64-wide networks, " +
+  "batch 64, 4 particles, 16 reverse samples, temperature every 20 updates (lr 0.03), one update per transition, 6000 env steps. 'quick': the Pendulum " +
+  'networks (3000 Pendulum env steps, or 20k MuJoCo env steps at one update per vector step).';
