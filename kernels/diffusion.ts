@@ -7,7 +7,7 @@
 //   block r * (quads + 1) + 1 + q  the noise of dims 4q .. 4q + 3, as Box-Muller pairs (x, y) and (z, w)
 // One invocation per (row, quad) recomputes its row's time block, so any dim spreads over the device.
 import { flatEntry } from './common.ts';
-import { rowEntry, workgroupMerge } from './reduce.ts';
+import { chunkedLossPass } from './reduce.ts';
 import { PHILOX_WGSL } from './rng.ts';
 
 export type NoiseFamily = 'discrete' | 'vpsde' | 'edm';
@@ -213,18 +213,7 @@ struct Params { rows: u32, n: u32, dim: u32, chunk: u32, scale: f32${lossParams(
 ${lossBindings(loss)}
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 ${loss === 'edm' ? EDM_RESIDUAL_WGSL : ''}
-fn add(a: f32, b: f32) -> f32 { return a + b; }
-${workgroupMerge('merge', 'f32', 'add', threads)}
-${rowEntry(threads)}
-  let start = row * p.chunk;
-  let end = min(start + p.chunk, p.n);
-  var acc = 0.0;
-  for (var e = start + lid; e < end; e += ${threads}u) {
-    ${lossTerm(loss)}
-  }
-  acc = merge(acc, lid);
-  if (lid == 0u) { out[row] = acc * p.scale; }
-}`;
+${chunkedLossPass(lossTerm(loss), threads)}`;
 }
 
 /** d pred = 2 scale w (pred - truth) g, with g the loss's scalar output gradient. */

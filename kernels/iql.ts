@@ -5,7 +5,7 @@
 // the flattened inputs (one chunk for every batch the callers use; more leave partial sums for a sum pass).
 // Each backward is one elementwise dispatch, plus one per-column pass for the Gaussian's log-std.
 import { flatEntry } from './common.ts';
-import { rowEntry, workgroupMerge } from './reduce.ts';
+import { chunkedLossPass } from './reduce.ts';
 
 export type IQLLoss = 'expectile' | 'twinTd' | 'awrDeterministic' | 'awrGaussian';
 
@@ -99,18 +99,7 @@ struct Params { rows: u32, n: u32, chunk: u32, scale: f32, ${lossParams(loss)} }
 ${lossBindings(loss)}
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 ${lossHelpers(loss)}
-fn add(a: f32, b: f32) -> f32 { return a + b; }
-${workgroupMerge('merge', 'f32', 'add', threads)}
-${rowEntry(threads)}
-  let start = row * p.chunk;
-  let end = min(start + p.chunk, p.n);
-  var acc = 0.0;
-  for (var e = start + lid; e < end; e += ${threads}u) {
-    ${lossTerm(loss)}
-  }
-  acc = merge(acc, lid);
-  if (lid == 0u) { out[row] = acc * p.scale; }
-}`;
+${chunkedLossPass(lossTerm(loss), threads)}`;
 }
 
 /**

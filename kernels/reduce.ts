@@ -54,6 +54,26 @@ fn ${name}(a: ${type}, lid: u32) -> ${type} {
 }`;
 }
 
+/**
+ * The rest of a chunked loss pass after its declarations: row c sums the loss terms of elements
+ * c * p.chunk .. min(p.n, (c + 1) * p.chunk) (`term` adds element e's term to acc) and writes p.scale times the
+ * sum to out[c]. With one chunk that is the whole loss; several leave partial sums for a sum pass.
+ */
+export function chunkedLossPass(term: string, threads: number): string {
+  return `fn add(a: f32, b: f32) -> f32 { return a + b; }
+${workgroupMerge('merge', 'f32', 'add', threads)}
+${rowEntry(threads)}
+  let start = row * p.chunk;
+  let end = min(start + p.chunk, p.n);
+  var acc = 0.0;
+  for (var e = start + lid; e < end; e += ${threads}u) {
+    ${term}
+  }
+  acc = merge(acc, lid);
+  if (lid == 0u) { out[row] = acc * p.scale; }
+}`;
+}
+
 // Largest finite f32: WGSL has no infinity literal, and a true -inf input must still beat the start value.
 const LOWEST = '-3.4028234663852886e38';
 

@@ -121,10 +121,10 @@ type Diffusion = DiscreteDiffusion | VPSDEDiffusion | EDMDiffusion;
  */
 export class BehaviorModel {
   readonly config: BehaviorConfig;
-  readonly net: NoiseNet & Module;
+  readonly net: NoiseNet;
   readonly diffusion: Diffusion;
 
-  constructor(config: BehaviorConfig, net: NoiseNet & Module, diffusion: Diffusion) {
+  constructor(config: BehaviorConfig, net: NoiseNet, diffusion: Diffusion) {
     this.config = config;
     this.net = net;
     this.diffusion = diffusion;

@@ -39,6 +39,26 @@ function checkOutput(op: string, out: Tensor, x: Tensor): Tensor {
   return out;
 }
 
+/** What every model holds: its noise network, its schedule and the bound of the data. */
+abstract class ScheduledNet<S> {
+  readonly net: NoiseNet;
+  readonly schedule: S;
+  readonly maxAction: number | null;
+  private readonly name: string;
+
+  constructor(name: string, net: NoiseNet, schedule: S, maxAction: number | null) {
+    this.name = name;
+    this.net = net;
+    this.schedule = schedule;
+    this.maxAction = checkMaxAction(name, maxAction);
+  }
+
+  /** The network at (input, time, cond), checked to return the shape of `like`; `op` names the caller in errors. */
+  protected call(op: string, input: Tensor, time: Tensor, cond: Tensor | null, like: Tensor): Tensor {
+    return checkOutput(`${this.name}.${op}`, this.net.forward(input, time, cond), like);
+  }
+}
+
 export interface DiscreteDiffusionOptions {
   /** Bound of the data (actions); x0 estimates are clipped to it. null: no clipping. */
   maxAction: number | null;
@@ -47,18 +67,13 @@ export interface DiscreteDiffusionOptions {
 }
 
 /** Diffusion-QL / EDP: eps-prediction over T integer steps, k ~ U{0..T-1} in training. */
-export class DiscreteDiffusion {
-  readonly net: NoiseNet;
-  readonly schedule: DiscreteSchedule;
-  readonly maxAction: number | null;
+export class DiscreteDiffusion extends ScheduledNet<DiscreteSchedule> {
   readonly logVarMode: 'dql' | 'edp';
   /** The schedule's posterior log variance in this model's convention. */
   readonly posteriorLogVariance: Float64Array;
 
   constructor(net: NoiseNet, schedule: DiscreteSchedule, opts: DiscreteDiffusionOptions) {
-    this.net = net;
-    this.schedule = schedule;
-    this.maxAction = checkMaxAction('DiscreteDiffusion', opts.maxAction);
+    super('DiscreteDiffusion', net, schedule, opts.maxAction);
     this.logVarMode = opts.logVarMode ?? 'dql';
     this.posteriorLogVariance = schedule.posteriorLogVariance(this.logVarMode);
   }
@@ -70,7 +85,7 @@ export class DiscreteDiffusion {
       throw new Error(`DiscreteDiffusion.loss: ${opts.stepWeights.length} step weights for a ${this.schedule.steps}-step schedule`);
     }
     const nb = noiseDiscrete(x0, this.schedule, gen);
-    const eps = checkOutput('DiscreteDiffusion.loss', this.net.forward(nb.xt, nb.time, cond), x0);
+    const eps = this.call('loss', nb.xt, nb.time, cond, x0);
     return epsMse(eps, nb.noise, opts.stepWeights ? { stepWeights: opts.stepWeights, steps: nb.time } : {});
   }
 
@@ -82,7 +97,7 @@ export class DiscreteDiffusion {
   actionApproximation(x0: Tensor, cond: Tensor | null, gen: Generator): { loss: Tensor; a0Hat: Tensor } {
     checkInputs('DiscreteDiffusion.actionApproximation', x0, cond);
     const nb = noiseDiscrete(x0, this.schedule, gen);
-    const eps = checkOutput('DiscreteDiffusion.actionApproximation', this.net.forward(nb.xt, nb.time, cond), x0);
+    const eps = this.call('actionApproximation', nb.xt, nb.time, cond, x0);
     return { loss: epsMse(eps, nb.noise), a0Hat: predictX0(nb.xt, eps, nb.alpha, nb.sigma, this.maxAction) };
   }
 
@@ -99,53 +114,41 @@ export class DiscreteDiffusion {
 
   private epsAtNetworkTime(x: Tensor, time: number, cond: Tensor | null, op: string): Tensor {
     const rows = checkInputs(`DiscreteDiffusion.${op}`, x, cond);
-    return checkOutput(`DiscreteDiffusion.${op}`, this.net.forward(x, full([rows], time), cond), x);
+    return this.call(op, x, full([rows], time), cond, x);
   }
 }
 
 /** SRPO's behaviour model: eps-prediction on the VP-SDE, t ~ U(1e-3, 1) in training. */
-export class VPSDEDiffusion {
-  readonly net: NoiseNet;
-  readonly schedule: VPSDE;
-  readonly maxAction: number | null;
-
+export class VPSDEDiffusion extends ScheduledNet<VPSDE> {
   constructor(net: NoiseNet, schedule: VPSDE, opts: { maxAction: number | null }) {
-    this.net = net;
-    this.schedule = schedule;
-    this.maxAction = checkMaxAction('VPSDEDiffusion', opts.maxAction);
+    super('VPSDEDiffusion', net, schedule, opts.maxAction);
   }
 
   /** Scalar [1]: mean over the batch of sum over dims of (eps_theta(x_t, t, cond) - eps)^2. */
   loss(x0: Tensor, cond: Tensor | null, gen: Generator): Tensor {
     checkInputs('VPSDEDiffusion.loss', x0, cond);
     const nb = noiseVPSDE(x0, this.schedule, gen);
-    const eps = checkOutput('VPSDEDiffusion.loss', this.net.forward(nb.xt, nb.time, cond), x0);
+    const eps = this.call('loss', nb.xt, nb.time, cond, x0);
     return epsMse(eps, nb.noise, { reduction: 'sumDims' });
   }
 
   eps(x: Tensor, t: number, cond: Tensor | null): Tensor {
     const rows = checkInputs('VPSDEDiffusion.eps', x, cond);
-    return checkOutput('VPSDEDiffusion.eps', this.net.forward(x, full([rows], this.schedule.networkTime(t)), cond), x);
+    return this.call('eps', x, full([rows], this.schedule.networkTime(t)), cond, x);
   }
 }
 
 /** DTQL's behaviour model: EDM preconditioning, D(x; sigma) = cSkip x + cOut F(cIn x, ln(sigma)/4). */
-export class EDMDiffusion {
-  readonly net: NoiseNet;
-  readonly schedule: EDMSchedule;
-  readonly maxAction: number | null;
-
+export class EDMDiffusion extends ScheduledNet<EDMSchedule> {
   constructor(net: NoiseNet, schedule: EDMSchedule, opts: { maxAction: number | null }) {
-    this.net = net;
-    this.schedule = schedule;
-    this.maxAction = checkMaxAction('EDMDiffusion', opts.maxAction);
+    super('EDMDiffusion', net, schedule, opts.maxAction);
   }
 
   /** Scalar [1]: mean(((D(x0 + sigma z; sigma) - x0) / cOut)^2), sigma from the training distribution. */
   loss(x0: Tensor, cond: Tensor | null, gen: Generator): Tensor {
     checkInputs('EDMDiffusion.loss', x0, cond);
     const nb = noiseEDM(x0, this.schedule, gen);
-    const F = checkOutput('EDMDiffusion.loss', this.net.forward(nb.netInput, nb.time, cond), x0);
+    const F = this.call('loss', nb.netInput, nb.time, cond, x0);
     return edmLoss(F, nb.xt, x0, nb.sigma, this.schedule.sigmaData, this.maxAction);
   }
 
@@ -154,7 +157,7 @@ export class EDMDiffusion {
     const rows = checkInputs('EDMDiffusion.denoise', x, cond);
     if (!(sigma > 0)) throw new Error(`EDMDiffusion.denoise: sigma must be positive, got ${sigma}`);
     const c = this.schedule.precondition(sigma);
-    const F = checkOutput('EDMDiffusion.denoise', this.net.forward(scale(x, c.cIn), full([rows], c.cNoise), cond), x);
+    const F = this.call('denoise', scale(x, c.cIn), full([rows], c.cNoise), cond, x);
     const D = add(scale(x, c.cSkip), scale(F, c.cOut));
     return this.maxAction === null ? D : clamp(D, -this.maxAction, this.maxAction);
   }
@@ -168,7 +171,7 @@ export class EDMDiffusion {
   trustRegionLoss(a: Tensor, cond: Tensor | null, gen: Generator): Tensor {
     checkInputs('EDMDiffusion.trustRegionLoss', a, cond);
     const nb = noiseEDM(a, this.schedule, gen);
-    const F = checkOutput('EDMDiffusion.trustRegionLoss', this.net.forward(nb.netInput, nb.time, cond), a);
+    const F = this.call('trustRegionLoss', nb.netInput, nb.time, cond, a);
     return edmLoss(F, nb.xt, a, nb.sigma, this.schedule.sigmaData, this.maxAction);
   }
 }
