@@ -12,6 +12,13 @@ import type { DeterministicActor } from '../algorithms/common/deterministic-acto
 import { actorStep, actorTraining, behaviorOptimizer, behaviorStep, makeActor, makeBehavior, makeCritic, type ActorTraining, type SrpoBehavior } from '../algorithms/srpo.ts';
 import { taskConfig, type SrpoConfig } from '../algorithms/srpo/presets.ts';
 
+/** Options of the benchmarks over Hopper-sized networks: the problem sizes and where the JSON results go. */
+export const HOPPER_SIZE_OPTIONS = {
+  obs: { type: 'integer', positive: true, default: 11, description: "observation size (Hopper's)" },
+  act: { type: 'integer', positive: true, default: 3, description: "action size (Hopper's)" },
+  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+} as const;
+
 /** Runs fn `warmup` times untimed, then `reps` times; ms per call, measured up to the GPU finishing. */
 export async function timeIt(reps: number, warmup: number, fn: () => Promise<void> | void): Promise<number> {
   const rt = runtime();

@@ -30,17 +30,15 @@ import { clippedStep } from '../engine/optim.ts';
 import * as dql from '../algorithms/dql.ts';
 import * as edp from '../algorithms/edp.ts';
 import * as dtql from '../algorithms/dtql.ts';
-import { randomStore, srpoBench, srpoSteps, timeItWithCpu } from './common.ts';
+import { HOPPER_SIZE_OPTIONS, randomStore, srpoBench, srpoSteps, timeItWithCpu } from './common.ts';
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'T in {5, 20, 100} and fewer repetitions (about 5 minutes on a software adapter)' },
   T: { type: 'string', placeholder: 'list', description: 'chain lengths of part 1, comma-separated (default 5,20,100,1000; --quick 5,20,100)' },
   parts: { type: 'string', default: '1,2,3', placeholder: 'list', description: 'which parts to run: 1 policy update, 2 training iteration, 3 action selection' },
   'no-replay': { type: 'boolean', description: 'time eager steps only (no recorded steps)' },
-  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
-  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
   device: { type: 'string', default: 'auto', placeholder: 'auto|name', description: 'WebGPU adapter: auto, or part of an adapter name' },
-  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+  ...HOPPER_SIZE_OPTIONS,
 } as const;
 
 const CLI: CliSpec<typeof OPTIONS> = {

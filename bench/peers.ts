@@ -17,7 +17,7 @@ import { noGrad } from '../engine/autograd.ts';
 import { LayerNorm, Linear, type Module } from '../engine/nn.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/cli.ts';
-import { srpoBench, srpoSteps } from './common.ts';
+import { HOPPER_SIZE_OPTIONS, srpoBench, srpoSteps } from './common.ts';
 import { exposeNavigatorGpu, loadTfjs, tfjsCase, tfjsForwards, type PeerCaseName, type TfjsBackend } from './peers_tfjs.ts';
 import { CHECK_ROWS, checkBeta, checkBias, checkGamma, checkInputs, checkWeight, peerTables, type PeerTables } from './peers_plan.ts';
 import * as dtql from '../algorithms/dtql.ts';
@@ -87,11 +87,9 @@ const OPTIONS = {
   steps: { type: 'integer', positive: true, placeholder: 'n', description: 'timed steps of every case (default: per case, fewer with --quick)' },
   only: { type: 'string', placeholder: 'case,...', description: `cases to run: ${CASES.map((c) => c.name).join(', ')} (default: all)` },
   peers: { type: 'string', default: PEERS.join(','), placeholder: 'list', description: `peers to run beside the engine, or 'none'` },
-  obs: { type: 'integer', positive: true, default: 11, description: "observation size (Hopper's)" },
-  act: { type: 'integer', positive: true, default: 3, description: "action size (Hopper's)" },
   python: { type: 'string', placeholder: 'exe', description: "interpreter with torch for the PyTorch peer (default: the first of python3 and the system's /usr/bin/python3 that imports torch)" },
   'torch-threads': { type: 'integer', nonNegative: true, default: 0, description: 'CPU threads for PyTorch (0: all cores)' },
-  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+  ...HOPPER_SIZE_OPTIONS,
 } as const;
 
 const CLI: CliSpec<typeof OPTIONS> = {

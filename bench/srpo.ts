@@ -12,14 +12,12 @@ import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
 import { ddpmSample, dpmSolverPPSample, type DiscreteEpsModel } from '../algorithms/diffusion/samplers.ts';
 import { CliError, parseCli, runMain, type CliSpec } from '../algorithms/common/cli.ts';
 import type { SrpoBehavior } from '../algorithms/srpo.ts';
-import { srpoBench, srpoSteps, timeIt } from './common.ts';
+import { HOPPER_SIZE_OPTIONS, srpoBench, srpoSteps, timeIt } from './common.ts';
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'fewer timed repetitions (for software adapters)' },
-  obs: { type: 'integer', positive: true, default: 11, description: 'observation size (default: Hopper)' },
-  act: { type: 'integer', positive: true, default: 3, description: 'action size (default: Hopper)' },
   'ddpm-steps': { type: 'integer', positive: true, default: 100, description: 'steps of the DDPM chain (the VP-SDE discretised uniformly in t)' },
-  out: { type: 'string', default: 'bench/results', placeholder: 'dir', description: 'where the JSON goes' },
+  ...HOPPER_SIZE_OPTIONS,
 } as const;
 
 const CLI: CliSpec<typeof OPTIONS> = {
