@@ -4,8 +4,7 @@
 // (semi-implicit Euler). The state is kept in float64, as Gymnasium's is; observations are float32 values.
 // Reset noise comes from the engine's seeded host generator, so episodes are reproducible from a seed but do
 // not match Gymnasium's PCG64 draws.
-import { HostRng } from '../engine/init.ts';
-import type { Env, StepResult } from './core.ts';
+import { ClassicControlEnv } from './classic-control.ts';
 
 export const PENDULUM = Object.freeze({
   maxSpeed: 8,
@@ -24,40 +23,27 @@ export function angleNormalize(x: number): number {
   return shifted - period * Math.floor(shifted / period) - Math.PI;
 }
 
-export class PendulumEnv implements Env {
+export class PendulumEnv extends ClassicControlEnv {
   readonly id = 'Pendulum-v1';
   readonly obsDim = 3;
-  readonly actDim = 1;
   readonly actionLow = Float64Array.of(-PENDULUM.maxTorque);
   readonly actionHigh = Float64Array.of(PENDULUM.maxTorque);
-  readonly maxEpisodeSteps: number;
 
-  private rng: HostRng;
   private theta = 0;
   private thetaDot = 0;
-  private elapsed = 0;
-  private running = false;
 
-  /** Without a seed the generator is seeded from Math.random (as the registry documents). */
   constructor(opts: { seed?: number; maxEpisodeSteps?: number } = {}) {
-    this.rng = new HostRng(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
-    this.maxEpisodeSteps = opts.maxEpisodeSteps ?? PENDULUM.maxEpisodeSteps;
+    super(opts, PENDULUM.maxEpisodeSteps);
   }
 
-  reset(seed?: number): Float64Array {
-    if (seed !== undefined) this.rng = new HostRng(seed);
+  protected resetState(): void {
     this.theta = this.rng.uniform(-Math.PI, Math.PI);
     this.thetaDot = this.rng.uniform(-1, 1);
-    this.elapsed = 0;
-    this.running = true;
-    return this.observation();
   }
 
-  step(action: ArrayLike<number>): StepResult {
-    if (!this.running) throw new Error(`${this.id}: step() called before reset() or after the episode ended`);
-    if (action.length !== 1) throw new Error(`${this.id}: expected 1 action value, got ${action.length}`);
+  protected advance(action: number): { reward: number; terminated: boolean } {
     const { g, m, l, dt, maxSpeed, maxTorque } = PENDULUM;
-    const u = Math.min(Math.max(action[0]!, -maxTorque), maxTorque);
+    const u = Math.min(Math.max(action, -maxTorque), maxTorque);
     const th = this.theta;
     const thDot = this.thetaDot;
     const cost = angleNormalize(th) ** 2 + 0.1 * thDot ** 2 + 0.001 * u ** 2;
@@ -65,21 +51,14 @@ export class PendulumEnv implements Env {
     newThDot = Math.min(Math.max(newThDot, -maxSpeed), maxSpeed);
     this.theta = th + newThDot * dt;
     this.thetaDot = newThDot;
-    this.elapsed++;
-    const truncated = this.elapsed >= this.maxEpisodeSteps;
-    if (truncated) this.running = false;
-    return { obs: this.observation(), reward: -cost, terminated: false, truncated };
+    return { reward: -cost, terminated: false };
   }
 
   physicsState(): { qpos: Float64Array; qvel: Float64Array } {
     return { qpos: Float64Array.of(this.theta), qvel: Float64Array.of(this.thetaDot) };
   }
 
-  close(): void {
-    this.running = false;
-  }
-
-  private observation(): Float64Array {
+  protected observation(): Float64Array {
     return Float64Array.of(Math.fround(Math.cos(this.theta)), Math.fround(Math.sin(this.theta)), Math.fround(this.thetaDot));
   }
 }

@@ -352,6 +352,53 @@ export function registerMatmulSource(s: MatmulSpec, cfg: RegisterConfig): string
 /** K slice staged per barrier pair. */
 const TK = 32;
 
+/** One operand as a tiled kernel stages it into workgroup memory: the tile's T side is `index` (m of A, n of B). */
+interface StagedOperand {
+  tile: 'tA' | 'tB';
+  index: 'm' | 'n';
+  global: 'gr' | 'gc';
+  origin: 'row0' | 'col0';
+  size: 'M' | 'N';
+  /** Stored with the tile's T dimension outer and K inner (A as given, B transposed). */
+  tileOuter: boolean;
+  /** Loads of four consecutive values (aligned storage) instead of one. */
+  vec: boolean;
+  load4: (i: string) => string;
+  load: (i: string) => string;
+}
+
+/** The loop that fills one operand's tile for the K block at k0 (zeros outside the matrix). */
+function stageTile(L: string[], o: StagedOperand, T: number, lanes: number): void {
+  const { tile: t, index: x, global: g, origin, size: S } = o;
+  const xq = `${x}q`;
+  if (o.vec) {
+    L.push(`    for (var e = li; e < ${(T * TK) / 4}u; e += ${lanes}u) {`);
+    if (o.tileOuter) {
+      L.push(`      let ${x} = e / ${TK / 4}u; let kq = (e % ${TK / 4}u) * 4u;`);
+      L.push(`      let ${g} = ${origin} + ${x}; let gk = k0 + kq;`);
+      L.push('      var v = vec4<f32>();');
+      L.push(`      if (${g} < ${S} && gk < K) { v = ${o.load4(`(${g} * K + gk) >> 2u`)}; }`);
+      L.push(`      ${t}[kq][${x} >> 2u][${x} & 3u] = v.x; ${t}[kq + 1u][${x} >> 2u][${x} & 3u] = v.y;`);
+      L.push(`      ${t}[kq + 2u][${x} >> 2u][${x} & 3u] = v.z; ${t}[kq + 3u][${x} >> 2u][${x} & 3u] = v.w;`);
+    } else {
+      L.push(`      let kq = e / ${T / 4}u; let ${xq} = (e % ${T / 4}u) * 4u;`);
+      L.push(`      let gk = k0 + kq; let ${g} = ${origin} + ${xq};`);
+      L.push('      var v = vec4<f32>();');
+      L.push(`      if (${g} < ${S} && gk < K) { v = ${o.load4(`(gk * ${S} + ${g}) >> 2u`)}; }`);
+      L.push(`      ${t}[kq][${xq} >> 2u] = v;`);
+    }
+  } else {
+    L.push(`    for (var e = li; e < ${T * TK}u; e += ${lanes}u) {`);
+    if (o.tileOuter) L.push(`      let ${x} = e / ${TK}u; let kq = e % ${TK}u;`);
+    else L.push(`      let kq = e / ${T}u; let ${x} = e % ${T}u;`);
+    L.push(`      let ${g} = ${origin} + ${x}; let gk = k0 + kq;`);
+    L.push('      var v = 0.0;');
+    L.push(`      if (${g} < ${S} && gk < K) { v = ${o.load(o.tileOuter ? `${g} * K + gk` : `gk * ${S} + ${g}`)}; }`);
+    L.push(`      ${t}[kq][${x} >> 2u][${x} & 3u] = v;`);
+  }
+  L.push('    }');
+}
+
 /**
  * Workgroup-memory tiling: a T x T output tile per workgroup of (T/4) x (T/RM) invocations, each RM rows x 4
  * columns; per K slice of 32 the workgroup stages A (stored k-major so a lane reads 4 rows as one vec4) and
@@ -376,62 +423,9 @@ export function tiledMatmulSource(s: MatmulSpec, cfg: TiledConfig = DEFAULT_TILE
   L.push(`  let col0 = wid.x * ${T}u;`);
   for (let i = 0; i < RM; i++) L.push(`  var acc${i} = vec4<f32>();`);
   L.push(`  for (var k0 = 0u; k0 < K; k0 += ${TK}u) {`);
-  // Stage A: the tile holds A(row0 + m, k0 + k) at tA[k][m / 4][m % 4].
-  if (s.vecA) {
-    L.push(`    for (var e = li; e < ${(T * TK) / 4}u; e += ${lanes}u) {`);
-    if (!s.transA) {
-      L.push(`      let m = e / ${TK / 4}u; let kq = (e % ${TK / 4}u) * 4u;`);
-      L.push('      let gr = row0 + m; let gk = k0 + kq;');
-      L.push('      var v = vec4<f32>();');
-      L.push('      if (gr < M && gk < K) { v = ldA4((gr * K + gk) >> 2u); }');
-      L.push('      tA[kq][m >> 2u][m & 3u] = v.x; tA[kq + 1u][m >> 2u][m & 3u] = v.y;');
-      L.push('      tA[kq + 2u][m >> 2u][m & 3u] = v.z; tA[kq + 3u][m >> 2u][m & 3u] = v.w;');
-    } else {
-      L.push(`      let kq = e / ${T / 4}u; let mq = (e % ${T / 4}u) * 4u;`);
-      L.push('      let gk = k0 + kq; let gr = row0 + mq;');
-      L.push('      var v = vec4<f32>();');
-      L.push('      if (gr < M && gk < K) { v = ldA4((gk * M + gr) >> 2u); }');
-      L.push('      tA[kq][mq >> 2u] = v;');
-    }
-    L.push('    }');
-  } else {
-    L.push(`    for (var e = li; e < ${T * TK}u; e += ${lanes}u) {`);
-    if (!s.transA) L.push(`      let m = e / ${TK}u; let kq = e % ${TK}u;`);
-    else L.push(`      let kq = e / ${T}u; let m = e % ${T}u;`);
-    L.push('      let gr = row0 + m; let gk = k0 + kq;');
-    L.push('      var v = 0.0;');
-    L.push(`      if (gr < M && gk < K) { v = ldA(${s.transA ? 'gk * M + gr' : 'gr * K + gk'}); }`);
-    L.push('      tA[kq][m >> 2u][m & 3u] = v;');
-    L.push('    }');
-  }
-  // Stage B: tB[k][n / 4][n % 4] = B(k0 + k, col0 + n).
-  if (s.vecB) {
-    L.push(`    for (var e = li; e < ${(T * TK) / 4}u; e += ${lanes}u) {`);
-    if (!s.transB) {
-      L.push(`      let kq = e / ${T / 4}u; let nq = (e % ${T / 4}u) * 4u;`);
-      L.push('      let gk = k0 + kq; let gc = col0 + nq;');
-      L.push('      var v = vec4<f32>();');
-      L.push('      if (gk < K && gc < N) { v = b[(gk * N + gc) >> 2u]; }');
-      L.push('      tB[kq][nq >> 2u] = v;');
-    } else {
-      L.push(`      let n = e / ${TK / 4}u; let kq = (e % ${TK / 4}u) * 4u;`);
-      L.push('      let gc = col0 + n; let gk = k0 + kq;');
-      L.push('      var v = vec4<f32>();');
-      L.push('      if (gc < N && gk < K) { v = b[(gc * K + gk) >> 2u]; }');
-      L.push('      tB[kq][n >> 2u][n & 3u] = v.x; tB[kq + 1u][n >> 2u][n & 3u] = v.y;');
-      L.push('      tB[kq + 2u][n >> 2u][n & 3u] = v.z; tB[kq + 3u][n >> 2u][n & 3u] = v.w;');
-    }
-    L.push('    }');
-  } else {
-    L.push(`    for (var e = li; e < ${T * TK}u; e += ${lanes}u) {`);
-    if (!s.transB) L.push(`      let kq = e / ${T}u; let n = e % ${T}u;`);
-    else L.push(`      let n = e / ${TK}u; let kq = e % ${TK}u;`);
-    L.push('      let gk = k0 + kq; let gc = col0 + n;');
-    L.push('      var v = 0.0;');
-    L.push(`      if (gk < K && gc < N) { v = ldB(${s.transB ? 'gc * K + gk' : 'gk * N + gc'}); }`);
-    L.push('      tB[kq][n >> 2u][n & 3u] = v;');
-    L.push('    }');
-  }
+  // Stage A: the tile holds A(row0 + m, k0 + k) at tA[k][m / 4][m % 4]; stage B: B(k0 + k, col0 + n) at tB[k][n / 4][n % 4].
+  stageTile(L, { tile: 'tA', index: 'm', global: 'gr', origin: 'row0', size: 'M', tileOuter: !s.transA, vec: s.vecA, load4: (i) => `ldA4(${i})`, load: (i) => `ldA(${i})` }, T, lanes);
+  stageTile(L, { tile: 'tB', index: 'n', global: 'gc', origin: 'col0', size: 'N', tileOuter: s.transB, vec: s.vecB, load4: (i) => `b[${i}]`, load: (i) => `ldB(${i})` }, T, lanes);
   L.push('    workgroupBarrier();');
   L.push(`    for (var k = 0u; k < ${TK}u; k++) {`);
   for (let q = 0; q < RM / 4; q++) L.push(`      let av${q} = tA[k][lid.y * ${RM / 4}u + ${q}u];`);

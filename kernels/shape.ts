@@ -71,6 +71,16 @@ ${flatEntry()}
 /** Columns each scatter-add invocation owns. */
 export const SCATTER_BLOCK = 32;
 
+/** What both gather gradients bind, and their entry point. */
+function scatterHeader(): string {
+  return `struct Params { batch: u32, cols: u32, nRows: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> indices: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${flatEntry()}`;
+}
+
 /**
  * Gradient of gather, owner per index: the invocation for (b, column block) returns unless b is the first
  * occurrence of its index; the owner writes the sum, in batch order, of every gradient row with that index.
@@ -78,12 +88,7 @@ export const SCATTER_BLOCK = 32;
  */
 export function scatterAddByIndexSource(): string {
   return /* wgsl */ `
-struct Params { batch: u32, cols: u32, nRows: u32, blocks: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> indices: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${flatEntry()}
+${scatterHeader()}
   if (i >= p.batch * p.blocks) { return; }
   let b = i / p.blocks;
   let c0 = (i - b * p.blocks) * ${SCATTER_BLOCK}u;
@@ -108,12 +113,7 @@ ${flatEntry()}
  */
 export function scatterAddByRowSource(): string {
   return /* wgsl */ `
-struct Params { batch: u32, cols: u32, nRows: u32, blocks: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> indices: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${flatEntry()}
+${scatterHeader()}
   if (i >= p.nRows * p.blocks) { return; }
   let n = i / p.blocks;
   let c0 = (i - n * p.blocks) * ${SCATTER_BLOCK}u;
