@@ -8,7 +8,6 @@ import { zeros } from '../engine/basic.ts';
 import { cosineLR, constantLR } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
 import { dispose as disposeEngine, init, type Runtime } from '../engine/runtime.ts';
-import type { Module } from '../engine/nn.ts';
 import { saveModule } from '../engine/safetensors.ts';
 import { TOY_NAMES, isToyName, toyDataset, type ToyData } from '../datasets/toy.ts';
 import {
@@ -21,7 +20,6 @@ import {
   samplersFor,
   trainBehavior,
   type BehaviorKind,
-  type BehaviorModel,
   type SamplerName,
 } from './diffusion/behavior.ts';
 import { mmd, modeMass, type ModeMass } from './diffusion/metrics.ts';

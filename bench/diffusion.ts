@@ -8,7 +8,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { backward, noGrad } from '../engine/autograd.ts';
 import { HostRng } from '../engine/init.ts';
 import { MLP } from '../engine/nn.ts';
-import type { Module } from '../engine/nn.ts';
 import { concat } from '../engine/ops/shape.ts';
 import { AdamW } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { init, dispose } from '../engine/runtime.ts';
-import { tensor, tidy, keep, type Tensor } from '../engine/tensor.ts';
+import { tensor, tidy, keep } from '../engine/tensor.ts';
 import { fill_ } from '../engine/basic.ts';
 import { noGrad, backward } from '../engine/autograd.ts';
 import { matmul, linear, setMatmulFamily, matmulFamily, matmulConfigFor, matmulConfigKey } from '../engine/ops/matmul.ts';

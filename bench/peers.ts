@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { init, runtime, type Runtime } from '../engine/runtime.ts';
+import { init, type Runtime } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
@@ -73,7 +73,6 @@ const CASES: readonly CaseSpec[] = [
 const DIFFUSION_CASES: readonly PeerCaseName[] = ['dtql-step', 'edp-step', 'dql-step'];
 
 const PEERS = ['tfjs-webgpu', 'tfjs-wasm', 'torch'] as const;
-type Peer = (typeof PEERS)[number];
 
 const OPTIONS = {
   quick: { type: 'boolean', description: 'fewer timed steps (a few minutes on a software adapter)' },

@@ -16,7 +16,6 @@
 import { parseArgs } from 'node:util';
 import { noGrad } from '../engine/autograd.ts';
 import { HostRng } from '../engine/init.ts';
-import type { Module } from '../engine/nn.ts';
 import { AdamW } from '../engine/optim.ts';
 import { init, dispose } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';

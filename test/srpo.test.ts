@@ -145,8 +145,8 @@ t('surrogate loss rejects mismatched shapes with the op name', () => {
     const a = tensor(new Float32Array(6), [3, 2]);
     const bad = tensor(new Float32Array(4), [2, 2]);
     const rowsT = tensor(new Float32Array(3), [3]);
-    assert.throws(() => srpoSurrogateLoss(a, bad, a, rowsT, rowsT, { beta: 1 }), /srpoSurrogateLoss: eps must be f32 \[3, 2\]/);
-    assert.throws(() => srpoSurrogateLoss(a, a, a, bad, rowsT, { beta: 1 }), /alpha must be f32 \[3\]/);
+    assert.throws(() => srpoSurrogateLoss(a, bad, a, rowsT, rowsT, { beta: 1 }), /srpoSurrogateLoss: eps must be a non-empty f32 \[3, 2\]/);
+    assert.throws(() => srpoSurrogateLoss(a, a, a, bad, rowsT, { beta: 1 }), /alpha must be an f32 \[3\]/);
   });
 });
 

@@ -6,18 +6,16 @@
 // Per step (SRPO's IQL_Critic.update_q0, CORL's ImplicitQLearning.train):
 //   q' = min(Q1', Q2')(s, a)      target heads, no gradient
 //   v' = V(s')                    before V's step, no gradient
-//   V  <- Adam step on mean |tau - 1(u < 0)| u^2,  u = q' - V(s)
-//   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2,  y = r + gamma notDone v'
+//   V  <- Adam step on mean |tau - 1(u < 0)| u^2, u = q' - V(s)
+//   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2, y = r + gamma notDone v'
 //   Q' <- (1 - tau) Q' + tau Q    Polyak rate config.tau (the expectile is config.expectile)
-import { backward, detach, isGradEnabled, needsGrad, noGrad, record } from '../../engine/autograd.ts';
+import { backward, detach, isGradEnabled, noGrad } from '../../engine/autograd.ts';
 import { HostRng, globalRng } from '../../engine/init.ts';
-import { kernel } from '../../engine/kernel.ts';
+import { chunkedLoss, expectMatrix, expectRows, launch, recordIfNeeded } from '../../engine/fused.ts';
 import { MLP, Module } from '../../engine/nn.ts';
 import { add, minimum, sub } from '../../engine/ops/elementwise.ts';
-import { rowThreads, sum } from '../../engine/ops/reduce.ts';
 import { AdamW, clipScale, cosineLR, polyakUpdate, type LRSchedule } from '../../engine/optim.ts';
 import { parameter, type ParamGroup } from '../../engine/params.ts';
-import { runtime } from '../../engine/runtime.ts';
 import { empty, tidy, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
 import {
@@ -26,9 +24,7 @@ import {
   expectileBackwardSource,
   iqlLossSource,
   twinTdBackwardSource,
-  type IQLLoss,
 } from '../../kernels/iql.ts';
-import { rowGrid } from '../../kernels/reduce.ts';
 import { twinQActionGrad } from './critic-grad.ts';
 import { TwinQ, ValueNet, type CriticActivation } from './critic-nets.ts';
 
@@ -38,32 +34,8 @@ import { TwinQ, ValueNet, type CriticActivation } from './critic-nets.ts';
 /** Elements one invocation (or workgroup) of a loss pass sums; larger inputs leave partial sums. */
 export const IQL_LOSS_CHUNK = 8192;
 
-function checkMatrix(op: string, name: string, t: Tensor, rows?: number, cols?: number): void {
-  const ok = t.dtype === 'f32' && t.rank === 2 && t.size > 0 && (rows === undefined || t.shape[0] === rows) && (cols === undefined || t.shape[1] === cols);
-  if (!ok) throw new Error(`${op}: ${name} must be a non-empty f32 [${rows ?? 'B'}, ${cols ?? 'D'}] tensor, got ${t.dtype} [${t.shape}]`);
-}
-
-/** A per-row column: [B] or [B, 1]. */
-function checkColumn(op: string, name: string, t: Tensor, rows: number): void {
-  if (t.dtype !== 'f32' || t.size !== rows || t.rank < 1 || t.rank > 2 || (t.rank === 2 && t.shape[1] !== 1)) {
-    throw new Error(`${op}: ${name} must be an f32 [${rows}] or [${rows}, 1] tensor, got ${t.dtype} [${t.shape}]`);
-  }
-}
-
 function checkFinite(op: string, name: string, v: number, ok: boolean, range: string): void {
   if (!Number.isFinite(v) || !ok) throw new Error(`${op}: ${name} must be ${range}, got ${v}`);
-}
-
-function reduceLoss(loss: IQLLoss, buffers: Record<string, Tensor>, n: number, scale: number, extra: Record<string, number>): Tensor {
-  const chunks = Math.max(1, Math.ceil(n / IQL_LOSS_CHUNK));
-  const threads = rowThreads(IQL_LOSS_CHUNK);
-  const out = empty([chunks]);
-  const k = kernel(`iql_loss_${loss}_t${threads}`, () => iqlLossSource(loss, threads));
-  runtime().dispatch(k, { ...buffers, out }, { rows: chunks, n, chunk: IQL_LOSS_CHUNK, scale, ...extra }, rowGrid(chunks, threads));
-  if (chunks === 1) return out;
-  const total = sum(out);
-  out.dispose();
-  return total;
 }
 
 /**
@@ -78,21 +50,18 @@ export function expectileLoss(pred: Tensor, target: Tensor, tau: number): Tensor
   checkFinite(op, 'tau', tau, tau > 0 && tau < 1, 'in (0, 1)');
   const n = pred.size;
   const scale = 1 / n;
-  const out = reduceLoss('expectile', { pred, truth: target }, n, scale, { tau });
-  if (needsGrad(pred, target)) {
-    record(op, [pred, target], [out], ([g]) => {
-      const wantPred = pred.requiresGrad;
-      const wantTarget = target.requiresGrad;
-      const buffers: Record<string, Tensor> = { pred, truth: target, g: g! };
-      const dpred = wantPred ? empty(pred.shape) : null;
-      const dtarget = wantTarget ? empty(target.shape) : null;
-      if (dpred) buffers.dpred = dpred;
-      if (dtarget) buffers.dtruth = dtarget;
-      const k = kernel(`iql_expectileBackward_${wantPred ? 'p' : ''}${wantTarget ? 't' : ''}`, () => expectileBackwardSource(wantPred, wantTarget));
-      runtime().dispatch(k, buffers, { n, scale, tau }, flatGrid(n));
-      return [dpred, dtarget];
-    });
-  }
+  const out = chunkedLoss('iql_loss_expectile', (t) => iqlLossSource('expectile', t), { pred, truth: target }, n, IQL_LOSS_CHUNK, { scale, tau });
+  recordIfNeeded(op, [pred, target], [out], ([g]) => {
+    const wantPred = pred.requiresGrad;
+    const wantTarget = target.requiresGrad;
+    const buffers: Record<string, Tensor> = { pred, truth: target, g: g! };
+    const dpred = wantPred ? empty(pred.shape) : null;
+    const dtarget = wantTarget ? empty(target.shape) : null;
+    if (dpred) buffers.dpred = dpred;
+    if (dtarget) buffers.dtruth = dtarget;
+    launch(`iql_expectileBackward_${wantPred ? 'p' : ''}${wantTarget ? 't' : ''}`, () => expectileBackwardSource(wantPred, wantTarget), buffers, { n, scale, tau }, flatGrid(n));
+    return [dpred, dtarget];
+  });
   return out;
 }
 
@@ -106,20 +75,18 @@ export function twinTdLoss(q1: Tensor, q2: Tensor, reward: Tensor, notDone: Tens
   const rows = q1.size;
   if (rows === 0) throw new Error(`${op}: empty batch`);
   const named: [string, Tensor][] = [['q1', q1], ['q2', q2], ['reward', reward], ['notDone', notDone], ['nextV', nextV]];
-  for (const [name, t] of named) checkColumn(op, name, t, rows);
+  for (const [name, t] of named) expectRows(op, name, t, rows);
   checkFinite(op, 'discount', discount, discount >= 0, '>= 0');
   if (heads !== 'mean' && heads !== 'sum') throw new Error(`${op}: heads must be 'mean' or 'sum', got ${String(heads)}`);
   const scale = (heads === 'mean' ? 0.5 : 1) / rows;
   const buffers = { q1, q2, reward, notDone, nextV };
-  const out = reduceLoss('twinTd', buffers, rows, scale, { discount });
-  if (needsGrad(q1, q2)) {
-    record(op, [q1, q2], [out], ([g]) => {
-      const dq1 = empty(q1.shape);
-      const dq2 = empty(q2.shape);
-      runtime().dispatch(kernel('iql_twinTdBackward', twinTdBackwardSource), { ...buffers, g: g!, dq1, dq2 }, { n: rows, scale, discount }, flatGrid(rows));
-      return [dq1, dq2];
-    });
-  }
+  const out = chunkedLoss('iql_loss_twinTd', (t) => iqlLossSource('twinTd', t), buffers, rows, IQL_LOSS_CHUNK, { scale, discount });
+  recordIfNeeded(op, [q1, q2], [out], ([g]) => {
+    const dq1 = empty(q1.shape);
+    const dq2 = empty(q2.shape);
+    launch('iql_twinTdBackward', twinTdBackwardSource, { ...buffers, g: g!, dq1, dq2 }, { n: rows, scale, discount }, flatGrid(rows));
+    return [dq1, dq2];
+  });
   return out;
 }
 
@@ -143,11 +110,11 @@ export interface AWRLossOptions {
  */
 export function awrLoss(pred: Tensor, actions: Tensor, advantage: Tensor, opts: AWRLossOptions): Tensor {
   const op = 'awrLoss';
-  checkMatrix(op, 'pred', pred);
+  expectMatrix(op, 'pred', pred);
   const rows = pred.shape[0]!;
   const dim = pred.shape[1]!;
-  checkMatrix(op, 'actions', actions, rows, dim);
-  checkColumn(op, 'advantage', advantage, rows);
+  expectMatrix(op, 'actions', actions, rows, dim);
+  expectRows(op, 'advantage', advantage, rows);
   checkFinite(op, 'beta', opts.beta, opts.beta >= 0, '>= 0');
   checkFinite(op, 'maxWeight', opts.maxWeight, opts.maxWeight > 0, '> 0');
   const logStd = opts.logStd ?? null;
@@ -166,25 +133,23 @@ export function awrLoss(pred: Tensor, actions: Tensor, advantage: Tensor, opts: 
     uniforms.logStdMax = hi;
   }
   const gaussian = logStd !== null;
-  const out = reduceLoss(gaussian ? 'awrGaussian' : 'awrDeterministic', buffers, n, scale, uniforms);
-  const inputs = logStd ? [pred, logStd] : [pred];
-  if (needsGrad(...inputs)) {
-    record(op, inputs, [out], ([g]) => {
-      const bwd = { ...buffers, g: g! };
-      const u = { n, scale, ...uniforms };
-      let dpred: Tensor | null = null;
-      let dlogStd: Tensor | null = null;
-      if (pred.requiresGrad) {
-        dpred = empty(pred.shape);
-        runtime().dispatch(kernel(`iql_awrBackward_${gaussian ? 'gaussian' : 'deterministic'}`, () => awrBackwardSource(gaussian)), { ...bwd, dpred }, u, flatGrid(n));
-      }
-      if (logStd?.requiresGrad) {
-        dlogStd = empty([dim]);
-        runtime().dispatch(kernel('iql_awrLogStdBackward', awrLogStdBackwardSource), { ...bwd, dlogStd }, u, flatGrid(dim, 64));
-      }
-      return logStd ? [dpred, dlogStd] : [dpred];
-    });
-  }
+  const loss = gaussian ? 'awrGaussian' : 'awrDeterministic';
+  const out = chunkedLoss(`iql_loss_${loss}`, (t) => iqlLossSource(loss, t), buffers, n, IQL_LOSS_CHUNK, { scale, ...uniforms });
+  recordIfNeeded(op, logStd ? [pred, logStd] : [pred], [out], ([g]) => {
+    const bwd = { ...buffers, g: g! };
+    const u = { n, scale, ...uniforms };
+    let dpred: Tensor | null = null;
+    let dlogStd: Tensor | null = null;
+    if (pred.requiresGrad) {
+      dpred = empty(pred.shape);
+      launch(`iql_awrBackward_${gaussian ? 'gaussian' : 'deterministic'}`, () => awrBackwardSource(gaussian), { ...bwd, dpred }, u, flatGrid(n));
+    }
+    if (logStd?.requiresGrad) {
+      dlogStd = empty([dim]);
+      launch('iql_awrLogStdBackward', awrLogStdBackwardSource, { ...bwd, dlogStd }, u, flatGrid(dim, 64));
+    }
+    return logStd ? [dpred, dlogStd] : [dpred];
+  });
   return out;
 }
 
@@ -325,7 +290,7 @@ export class IQLCritic {
       let qMin: Tensor;
       let v: Tensor;
       if (c.valueTarget === 'target') {
-        // V <- argmin E |tau - 1(u < 0)| u^2,  u = min(Q1', Q2')(s, a) - V(s)
+        // V <- argmin E |tau - 1(u < 0)| u^2, u = min(Q1', Q2')(s, a) - V(s)
         qMin = noGrad(() => minimum(...this.qTarget.forwardJoined(sa)));
         v = this.v.forward(obs);
         vLoss = expectileLoss(v, qMin, c.expectile);
@@ -461,7 +426,7 @@ export class AWRPolicy extends Module {
 
   /** The action (deterministic) or the mean action (Gaussian), [B, actDim] in [-1, 1]. */
   forward(obs: Tensor): Tensor {
-    checkMatrix('AWRPolicy', 'obs', obs, undefined, this.obsDim);
+    expectMatrix('AWRPolicy', 'obs', obs, undefined, this.obsDim);
     return this.net.forward(obs);
   }
 }

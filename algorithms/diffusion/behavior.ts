@@ -9,7 +9,6 @@
 import { backward, noGrad } from '../../engine/autograd.ts';
 import { axpy_, fill_, zeros } from '../../engine/basic.ts';
 import { HostRng } from '../../engine/init.ts';
-import type { Module } from '../../engine/nn.ts';
 import { gather } from '../../engine/ops/shape.ts';
 import { AdamW, clipScale, type LRSchedule } from '../../engine/optim.ts';
 import type { Generator } from '../../engine/random.ts';

@@ -2,11 +2,8 @@
 // eps-prediction MSE, EDM's preconditioned loss and the x0 estimate of EDP's action approximation. Each is
 // one dispatch forward (a loss over more than LOSS_CHUNK elements adds one sum pass over its partial sums)
 // and one backward.
-import { needsGrad, record } from '../../engine/autograd.ts';
-import { kernel } from '../../engine/kernel.ts';
-import { sum, rowThreads } from '../../engine/ops/reduce.ts';
+import { chunkedLoss, expectAlike, expectRows, launch, recordIfNeeded } from '../../engine/fused.ts';
 import type { Generator } from '../../engine/random.ts';
-import { runtime } from '../../engine/runtime.ts';
 import { empty, keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
 import {
@@ -16,10 +13,8 @@ import {
   noiseForwardSource,
   predictX0Source,
   rowScaleSumSource,
-  type DiffusionLoss,
   type NoiseFamily,
 } from '../../kernels/diffusion.ts';
-import { rowGrid } from '../../kernels/reduce.ts';
 import type { DiscreteSchedule, EDMSchedule, VPSDE } from './schedules.ts';
 
 /** Elements one invocation (or workgroup) of a loss pass sums; larger losses leave partial sums. */
@@ -46,22 +41,6 @@ function checkBatch(op: string, x: Tensor): { rows: number; dim: number } {
     throw new Error(`${op}: x0 must be an f32 [B, D] tensor with D >= 1, got ${x.dtype} [${x.shape}]`);
   }
   return { rows: x.shape[0]!, dim: x.shape[1]! };
-}
-
-function checkSame(op: string, names: string[], ts: Tensor[]): void {
-  const ref = ts[0]!;
-  ts.forEach((t, i) => {
-    if (t.dtype !== 'f32' || t.shape.length !== ref.shape.length || t.shape.some((n, d) => n !== ref.shape[d])) {
-      throw new Error(`${op}: ${names[i]} is ${t.dtype} [${t.shape}], expected f32 [${ref.shape}] like ${names[0]}`);
-    }
-  });
-  if (ref.rank !== 2 || ref.size === 0) throw new Error(`${op}: ${names[0]} must be a non-empty [B, D], got [${ref.shape}]`);
-}
-
-function checkRows(op: string, name: string, t: Tensor, rows: number): void {
-  if (t.dtype !== 'f32' || t.size !== rows || t.rank > 2 || (t.rank === 2 && t.shape[1] !== 1)) {
-    throw new Error(`${op}: ${name} must be an f32 [${rows}] tensor (one value per row), got ${t.dtype} [${t.shape}]`);
-  }
 }
 
 // ---- GPU copies of host tables, made once ----
@@ -116,30 +95,25 @@ function noise(op: string, family: NoiseFamily, x0: Tensor, gen: Generator, fami
     buffers.netInput = netInput;
     buffers.cIn = cIn;
   }
-  const k = kernel(`diffusion_noise_${family}`, () => noiseForwardSource(family));
-  runtime().dispatch(k, buffers, [{ rows, dim, quads, ...familyUniforms }, position], flatGrid(rows * quads));
+  launch(`diffusion_noise_${family}`, () => noiseForwardSource(family), buffers, [{ rows, dim, quads, ...familyUniforms }, position], flatGrid(rows * quads));
   const outputs = edm ? [xt, netInput] : [xt];
-  if (needsGrad(x0)) {
-    record(op, [x0], outputs, ([gxt, gin]) => {
-      const n = rows * dim;
-      const terms: [Tensor, Tensor][] = [];
-      if (gxt) terms.push([gxt, alpha]);
-      if (gin) terms.push([gin, cIn!]);
-      if (terms.length === 0) return [null];
-      const out = empty([rows, dim]);
-      const [[g1, a], second] = [terms[0]!, terms[1]];
-      const bwd = kernel(`diffusion_rowScaleSum_${terms.length}`, () => rowScaleSumSource(terms.length as 1 | 2));
-      const bufs: Record<string, Tensor> = { g1, a, out };
-      if (second) {
-        bufs.g2 = second[0];
-        bufs.b = second[1];
-      }
-      runtime().dispatch(bwd, bufs, { n, dim }, flatGrid(n));
-      return [out];
-    });
-  } else {
-    cIn?.dispose();
-  }
+  const recorded = recordIfNeeded(op, [x0], outputs, ([gxt, gin]) => {
+    const n = rows * dim;
+    const terms: [Tensor, Tensor][] = [];
+    if (gxt) terms.push([gxt, alpha]);
+    if (gin) terms.push([gin, cIn!]);
+    if (terms.length === 0) return [null];
+    const out = empty([rows, dim]);
+    const [[g1, a], second] = [terms[0]!, terms[1]];
+    const bufs: Record<string, Tensor> = { g1, a, out };
+    if (second) {
+      bufs.g2 = second[0];
+      bufs.b = second[1];
+    }
+    launch(`diffusion_rowScaleSum_${terms.length}`, () => rowScaleSumSource(terms.length as 1 | 2), bufs, { n, dim }, flatGrid(n));
+    return [out];
+  });
+  if (!recorded) cIn?.dispose();
   return { xt, noise: z, time, alpha, sigma, netInput };
 }
 
@@ -181,19 +155,6 @@ export function noiseEDM(x0: Tensor, schedule: EDMSchedule, gen: Generator): Noi
 
 // ---- losses ----
 
-/** Runs one loss reduction: a single pass for up to LOSS_CHUNK elements, else partial sums and a sum pass. */
-function reduceLoss(loss: DiffusionLoss, buffers: Record<string, Tensor>, n: number, dim: number, scale: number, extra: Record<string, number>): Tensor {
-  const chunks = Math.max(1, Math.ceil(n / LOSS_CHUNK));
-  const threads = rowThreads(LOSS_CHUNK);
-  const out = empty([chunks]);
-  const k = kernel(`diffusion_loss_${loss}_t${threads}`, () => lossReduceSource(loss, threads));
-  runtime().dispatch(k, { ...buffers, out }, { rows: chunks, n, dim, chunk: LOSS_CHUNK, scale, ...extra }, rowGrid(chunks, threads));
-  if (chunks === 1) return out;
-  const total = sum(out);
-  out.dispose();
-  return total;
-}
-
 export interface EpsMseOptions {
   /** 'mean' (default): over batch and dims (DDPM); 'sumDims': sum over dims, mean over the batch (SRPO). */
   reduction?: 'mean' | 'sumDims';
@@ -207,7 +168,7 @@ export interface EpsMseOptions {
  * Differentiable in pred; the target (drawn noise) is a constant.
  */
 export function epsMse(pred: Tensor, target: Tensor, opts: EpsMseOptions = {}): Tensor {
-  checkSame('epsMse', ['pred', 'target'], [pred, target]);
+  expectAlike('epsMse', ['pred', 'target'], [pred, target]);
   const rows = pred.shape[0]!;
   const dim = pred.shape[1]!;
   const n = rows * dim;
@@ -218,19 +179,17 @@ export function epsMse(pred: Tensor, target: Tensor, opts: EpsMseOptions = {}): 
   const weighted = opts.stepWeights !== undefined;
   if (weighted) {
     if (!opts.steps) throw new Error('epsMse: stepWeights needs steps (the [B] step indices the noise was drawn at)');
-    checkRows('epsMse', 'steps', opts.steps, rows);
+    expectRows('epsMse', 'steps', opts.steps, rows);
     buffers.rowStep = opts.steps;
     buffers.weights = weightTable(opts.stepWeights!);
   }
-  const out = reduceLoss(weighted ? 'mseWeighted' : 'mse', buffers, n, dim, scale, {});
-  if (needsGrad(pred)) {
-    record('epsMse', [pred], [out], ([g]) => {
-      const dpred = empty(pred.shape);
-      const k = kernel(`diffusion_mseBackward_${weighted}`, () => mseBackwardSource(weighted));
-      runtime().dispatch(k, { ...buffers, g: g!, dpred }, { n, dim, scale }, flatGrid(n));
-      return [dpred];
-    });
-  }
+  const loss = weighted ? 'mseWeighted' : 'mse';
+  const out = chunkedLoss(`diffusion_loss_${loss}`, (t) => lossReduceSource(loss, t), buffers, n, LOSS_CHUNK, { dim, scale });
+  recordIfNeeded('epsMse', [pred], [out], ([g]) => {
+    const dpred = empty(pred.shape);
+    launch(`diffusion_mseBackward_${weighted}`, () => mseBackwardSource(weighted), { ...buffers, g: g!, dpred }, { n, dim, scale }, flatGrid(n));
+    return [dpred];
+  });
   return out;
 }
 
@@ -245,26 +204,23 @@ function clipUniforms(op: string, maxAction: number | null): { maxAction: number
  * row's sigma; F is the network output at (cIn xt, ln(sigma)/4). Differentiable in F, xt and x0.
  */
 export function edmLoss(F: Tensor, xt: Tensor, x0: Tensor, sigma: Tensor, sigmaData: number, maxAction: number | null): Tensor {
-  checkSame('edmLoss', ['F', 'xt', 'x0'], [F, xt, x0]);
+  expectAlike('edmLoss', ['F', 'xt', 'x0'], [F, xt, x0]);
   const rows = F.shape[0]!;
   const dim = F.shape[1]!;
-  checkRows('edmLoss', 'sigma', sigma, rows);
+  expectRows('edmLoss', 'sigma', sigma, rows);
   if (!(sigmaData > 0)) throw new Error(`edmLoss: sigmaData must be positive, got ${sigmaData}`);
   const n = rows * dim;
   const scale = 1 / n;
   const buffers = { F, xt, x0, sigma };
   const extra = { sigmaData, ...clipUniforms('edmLoss', maxAction) };
-  const out = reduceLoss('edm', buffers, n, dim, scale, extra);
-  if (needsGrad(F, xt, x0)) {
-    record('edmLoss', [F, xt, x0], [out], ([g]) => {
-      const dF = empty(F.shape);
-      const dxt = empty(F.shape);
-      const dx0 = empty(F.shape);
-      const k = kernel('diffusion_edmBackward', edmBackwardSource);
-      runtime().dispatch(k, { ...buffers, g: g!, dF, dxt, dx0 }, { rows: 1, n, dim, chunk: n, scale, ...extra }, flatGrid(n));
-      return [dF, dxt, dx0];
-    });
-  }
+  const out = chunkedLoss('diffusion_loss_edm', (t) => lossReduceSource('edm', t), buffers, n, LOSS_CHUNK, { dim, scale, ...extra });
+  recordIfNeeded('edmLoss', [F, xt, x0], [out], ([g]) => {
+    const dF = empty(F.shape);
+    const dxt = empty(F.shape);
+    const dx0 = empty(F.shape);
+    launch('diffusion_edmBackward', edmBackwardSource, { ...buffers, g: g!, dF, dxt, dx0 }, { rows: 1, n, dim, chunk: n, scale, ...extra }, flatGrid(n));
+    return [dF, dxt, dx0];
+  });
   return out;
 }
 
@@ -273,23 +229,20 @@ export function edmLoss(F: Tensor, xt: Tensor, x0: Tensor, sigma: Tensor, sigmaD
  * approximation. Differentiable in eps and xt; the clip stops the gradient outside the box.
  */
 export function predictX0(xt: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor, maxAction: number | null): Tensor {
-  checkSame('predictX0', ['xt', 'eps'], [xt, eps]);
+  expectAlike('predictX0', ['xt', 'eps'], [xt, eps]);
   const rows = xt.shape[0]!;
   const dim = xt.shape[1]!;
-  checkRows('predictX0', 'alpha', alpha, rows);
-  checkRows('predictX0', 'sigma', sigma, rows);
+  expectRows('predictX0', 'alpha', alpha, rows);
+  expectRows('predictX0', 'sigma', sigma, rows);
   const n = rows * dim;
   const uniforms = { n, dim, ...clipUniforms('predictX0', maxAction) };
   const out = empty(xt.shape);
-  runtime().dispatch(kernel('diffusion_predictX0', () => predictX0Source(false)), { xt, eps, alpha, sigma, out }, uniforms, flatGrid(n));
-  if (needsGrad(xt, eps)) {
-    record('predictX0', [xt, eps], [out], ([g]) => {
-      const deps = empty(xt.shape);
-      const dxt = empty(xt.shape);
-      const k = kernel('diffusion_predictX0Backward', () => predictX0Source(true));
-      runtime().dispatch(k, { xt, eps, alpha, sigma, g: g!, deps, dxt }, uniforms, flatGrid(n));
-      return [dxt, deps];
-    });
-  }
+  launch('diffusion_predictX0', () => predictX0Source(false), { xt, eps, alpha, sigma, out }, uniforms, flatGrid(n));
+  recordIfNeeded('predictX0', [xt, eps], [out], ([g]) => {
+    const deps = empty(xt.shape);
+    const dxt = empty(xt.shape);
+    launch('diffusion_predictX0Backward', () => predictX0Source(true), { xt, eps, alpha, sigma, g: g!, deps, dxt }, uniforms, flatGrid(n));
+    return [dxt, deps];
+  });
   return out;
 }

@@ -7,10 +7,9 @@
 // Data predictions are clipped to [-maxAction, maxAction] when maxAction is a number (clip_denoised).
 import { needsGrad, noGrad, record } from '../../engine/autograd.ts';
 import { zeros } from '../../engine/basic.ts';
-import { kernel } from '../../engine/kernel.ts';
+import { launch } from '../../engine/fused.ts';
 import { clamp, scale } from '../../engine/ops/elementwise.ts';
 import type { Generator } from '../../engine/random.ts';
-import { runtime } from '../../engine/runtime.ts';
 import { empty, tidy, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
 import { samplerStepBackwardSource, samplerStepSource, stepVariantKey, type StepVariant } from '../../kernels/samplers.ts';
@@ -75,8 +74,6 @@ export interface UpdateSpec {
   clipOut?: number | null;
 }
 
-const TWO_POW_32 = 4294967296;
-
 function checkFiniteCoefficients(values: Record<string, number>): void {
   for (const [name, v] of Object.entries(values)) {
     if (!Number.isFinite(v)) throw new Error(`fusedUpdate: coefficient ${name} is ${v}`);
@@ -137,7 +134,7 @@ export function fusedUpdate(spec: UpdateSpec): { out: Tensor; data: Tensor | nul
     outLo: fusedClipOut === null ? 0 : -fusedClipOut,
     outHi: fusedClipOut === null ? 0 : fusedClipOut,
   };
-  if (n > 0) runtime().dispatch(kernel(stepVariantKey(variant), () => samplerStepSource(variant)), buffers, [uniforms, position], flatGrid(Math.ceil(n / 4)));
+  if (n > 0) launch(stepVariantKey(variant), () => samplerStepSource(variant), buffers, [uniforms, position], flatGrid(Math.ceil(n / 4)));
   if (grad) {
     const outputs = data ? [out, data] : [out];
     record('samplerStep', inputs, outputs, ([g, gD]) => {
@@ -148,9 +145,9 @@ export function fusedUpdate(spec: UpdateSpec): { out: Tensor; data: Tensor | nul
       const hasDataGrad = !!gD;
       const bufs: Record<string, Tensor> = { g: gOut, xe: evalPoint, m, gm, gxe };
       if (gD) bufs.gD = gD;
-      const k = kernel(`samplerStepBackward_c${+(clip !== null)}_d${+hasDataGrad}`, () => samplerStepBackwardSource(clip !== null, hasDataGrad));
       const u = { n, pe: spec.pe, qe: spec.qe, dLo: uniforms.dLo, dHi: uniforms.dHi, cd: spec.cd, cg: at ? cxe : spec.cx };
-      if (n > 0) runtime().dispatch(k, bufs, u, flatGrid(n));
+      const key = `samplerStepBackward_c${+(clip !== null)}_d${+hasDataGrad}`;
+      if (n > 0) launch(key, () => samplerStepBackwardSource(clip !== null, hasDataGrad), bufs, u, flatGrid(n));
       const grads: (Tensor | null)[] = [at ? scale(gOut, spec.cx) : gxe, gm];
       if (at) grads.push(gxe);
       for (const h of history) grads.push(scale(gOut, h.c));

@@ -1,10 +1,8 @@
 // Energy-based action selection (EDP, Diffusion-QL, DTQL): repeat each state N times, sample N candidate
 // actions, score them with a critic and keep one per state, drawn from softmax(temperature * Q) or the argmax.
 // Selection is one dispatch and reads nothing back.
-import { needsGrad } from '../../engine/autograd.ts';
-import { kernel } from '../../engine/kernel.ts';
+import { launch } from '../../engine/fused.ts';
 import type { Generator } from '../../engine/random.ts';
-import { runtime } from '../../engine/runtime.ts';
 import { gather } from '../../engine/ops/shape.ts';
 import { empty, keep, tensor, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
@@ -74,8 +72,9 @@ export function selectByCriticWithIndices(
   const actions = empty([S, D]);
   const indices = empty([S], 'u32');
   const position = mode === 'sample' ? gen.reserve(S) : { key_lo: 0, key_hi: 0, base_lo: 0, base_hi: 0 };
-  runtime().dispatch(
-    kernel(`selectByCritic_${mode}`, () => selectByCriticSource(mode)),
+  launch(
+    `selectByCritic_${mode}`,
+    () => selectByCriticSource(mode),
     { cand: candidates, q, out: actions, idx: indices },
     [{ S, N, D, temperature }, position],
     flatGrid(S, SELECT_WG),

@@ -10,7 +10,7 @@
 // fixed in the optimisers.
 import { backward, detach, noGrad } from '../../engine/autograd.ts';
 import { HostRng } from '../../engine/init.ts';
-import { Module } from '../../engine/nn.ts';
+import { Module, frozen } from '../../engine/nn.ts';
 import { add, exp, mul, neg, scale, square, sub } from '../../engine/ops/elementwise.ts';
 import { mean } from '../../engine/ops/reduce.ts';
 import { AdamW, polyakUpdate } from '../../engine/optim.ts';
@@ -68,17 +68,6 @@ export class Temperature extends Module {
  */
 export function temperatureLoss(logAlpha: Tensor, logProb: Tensor, targetEntropy: number): Tensor {
   return neg(mean(mul(logAlpha, detach(add(logProb, targetEntropy)))));
-}
-
-/** Runs fn with the modules' parameters off the tape: gradients flow through them to their inputs only. */
-function withFrozen<T>(modules: Module[], fn: () => T): T {
-  const params = modules.flatMap((m) => m.parameters()).filter((p) => p.requiresGrad);
-  for (const p of params) p.requiresGrad = false;
-  try {
-    return fn();
-  } finally {
-    for (const p of params) p.requiresGrad = true;
-  }
 }
 
 export class SacAgent implements OnlineAgent {
@@ -143,7 +132,7 @@ export class SacAgent implements OnlineAgent {
     backward(qLoss);
     this.criticOpt.step();
 
-    const { actorLoss, logProb } = withFrozen([critic], () => {
+    const { actorLoss, logProb } = frozen([critic], () => {
       const pi = actor.sampleWithLogProb(b.obs, gen);
       const loss = mean(sub(mul(alpha, pi.logProb), critic.min(b.obs, pi.action)));
       this.actorOpt.group.zeroGrad();

@@ -3,12 +3,11 @@
 // then `depth` Linear + Mish layers and a linear head of the action's size.
 import { needsGrad, noGrad } from '../../engine/autograd.ts';
 import { globalRng, type HostRng } from '../../engine/init.ts';
-import { kernel } from '../../engine/kernel.ts';
+import { launch } from '../../engine/fused.ts';
 import { Linear, MLP, Module, SinusoidalPosEmb } from '../../engine/nn.ts';
 import { scale } from '../../engine/ops/elementwise.ts';
 import { linear } from '../../engine/ops/matmul.ts';
 import { concat, slice } from '../../engine/ops/shape.ts';
-import { runtime } from '../../engine/runtime.ts';
 import { empty, type Tensor } from '../../engine/tensor.ts';
 import { flatGrid } from '../../kernels/common.ts';
 import { chainFirstLayerSource } from '../../kernels/sdac.ts';
@@ -93,7 +92,7 @@ export function chainFirstLayer(x: Tensor, weight: Tensor, base: Tensor, stepSha
   const out = empty([rows, hidden]);
   const n = rows * hidden;
   if (n > 0) {
-    runtime().dispatch(kernel('sdac_chainFirstLayer', chainFirstLayerSource), { x, weight, base, stepShare, out }, { rows, hidden, actDim: A, inF, xOffset, step }, flatGrid(n));
+    launch('sdac_chainFirstLayer', chainFirstLayerSource, { x, weight, base, stepShare, out }, { rows, hidden, actDim: A, inF, xOffset, step }, flatGrid(n));
   }
   return out;
 }
