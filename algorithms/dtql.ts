@@ -14,7 +14,7 @@
 // `node algorithms/dtql.ts --help` for the command line; with no arguments it runs the quick Pendulum preset.
 import { backward, detach, noGrad } from '../engine/autograd.ts';
 import { zeros } from '../engine/basic.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { frozen } from '../engine/nn.ts';
 import { add, neg, scale, sub } from '../engine/ops/elementwise.ts';
 import { mean } from '../engine/ops/reduce.ts';

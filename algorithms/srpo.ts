@@ -11,7 +11,7 @@
 //
 // `node algorithms/srpo.ts --help` for the command line; with no arguments it runs the quick Pendulum preset.
 import { backward, detach, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { AdamW, cosineLR } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
 import type { Tensor } from '../engine/tensor.ts';

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { init } from '../engine/runtime.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { TwinQ, type CriticActivation } from '../algorithms/common/critic-nets.ts';
 import { defaultCriticGradTuning, twinQActionGrad, type CriticGradTuning, type TwinQActionGradOptions } from '../algorithms/common/critic-grad.ts';

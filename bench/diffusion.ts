@@ -6,7 +6,7 @@
 // table and writes the numbers as JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { MLP } from '../engine/nn.ts';
 import { concat } from '../engine/ops/shape.ts';
 import { AdamW } from '../engine/optim.ts';

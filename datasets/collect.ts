@@ -8,7 +8,7 @@
 // infos/qvel[i] = the simulator state that observations[i] was taken from.
 //
 // Run as a command (`node datasets/collect.ts --help`) it writes the dataset to an HDF5 file.
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Env } from '../envs/core.ts';
 import { meanStd, evaluate, type BatchPolicy } from '../envs/evaluate.ts';
 import { randomPolicy } from '../envs/controllers.ts';

@@ -3,7 +3,7 @@
 // and DTQL's 25-Gaussian grid with its three reward functions. The formulas (including scikit-learn's
 // make_swiss_roll and make_moons) are reproduced exactly; the random streams come from a seeded HostRng, so a
 // dataset is reproducible from (name, n, seed) but is not bit-identical to a NumPy or PyTorch draw.
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 
 export const TOY_NAMES = [
   'dql-bandit',

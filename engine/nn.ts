@@ -1,10 +1,11 @@
 // Neural-network modules in the PyTorch mould: a module owns named parameters, named buffers (state that is
 // saved but not trained) and named child modules, and names everything by dotted paths ("layers.0.weight")
 // so checkpoints line up with the usual state-dict names. Parameters are drawn on the host from a seeded
-// generator (engine/init.ts), so a network is reproducible from manualSeed() or an explicit HostRng.
+// generator (engine/host-rng.ts), so a network is reproducible from manualSeed() or an explicit HostRng.
 import { noGrad } from './autograd.ts';
 import { copy_ } from './basic.ts';
-import { globalRng, normalArray, orthogonal, torchLinearInit, type HostRng } from './init.ts';
+import { globalRng, type HostRng } from './host-rng.ts';
+import { normalArray, orthogonal, torchLinearInit } from './initializers.ts';
 import { activation, add } from './ops/elementwise.ts';
 import { dropout } from './ops/dropout.ts';
 import { fourierFeatures, type FourierOrder } from './ops/fourier.ts';

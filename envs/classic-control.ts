@@ -1,7 +1,7 @@
 // What the classic-control tasks share: a seeded host generator (drawn from Math.random without a seed, as the
 // registry documents), the episode clock and its time limit, and the checks around step. A task gives its
 // reset draw, its dynamics and its observation.
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Env, StepResult } from './core.ts';
 
 export abstract class ClassicControlEnv implements Env {

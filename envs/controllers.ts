@@ -1,7 +1,7 @@
 // Scripted policies in the BatchPolicy shape: an expert for Pendulum (energy-shaping swing-up, then a saturated
 // linear balance near the top), bang-bang control for MountainCar, and uniform random actions for any
 // environment. They make datasets of known quality and give normalised scores their reference points.
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { PENDULUM } from './pendulum.ts';
 import type { BatchPolicy } from './evaluate.ts';
 

@@ -5,7 +5,7 @@
 
 import loadMujocoModule from '@mujoco/mujoco';
 import type { MainModule, MjData, MjModel } from '@mujoco/mujoco';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Env, StepResult } from './core.ts';
 
 export type Mujoco = MainModule;

@@ -15,7 +15,7 @@
 //   node scripts/dtql-toy.ts --grid far,near,hard [--train-steps 1500] [--batch 1000] [--hidden 64] [--svg file]
 import { parseArgs } from 'node:util';
 import { noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { AdamW } from '../engine/optim.ts';
 import { init, dispose } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';

@@ -12,7 +12,7 @@ t.before(gpu);
 
 t('gradients written straight into zeroed parameter slots equal the accumulating path (a layer used twice)', async () => {
   const { Linear } = await import('../engine/nn.ts');
-  const { HostRng } = await import('../engine/init.ts');
+  const { HostRng } = await import('../engine/host-rng.ts');
   const { square } = await import('../engine/ops/elementwise.ts');
   const seed = freshSeed();
   const layer = new Linear(4, 4, { act: 'tanh', rng: new HostRng(seed) });

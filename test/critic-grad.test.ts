@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu, freshSeed, rng, randn, randu, allClose, poisonNext } from './helpers.ts';
 import { noGrad, tapeLength } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Linear } from '../engine/nn.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { TwinQ, type CriticActivation } from '../algorithms/common/critic-nets.ts';

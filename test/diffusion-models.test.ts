@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { allClose, freshSeed, gpu, gradCheck, randn, randu, rng } from './helpers.ts';
 import { Generator } from '../engine/random.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { Linear, Module } from '../engine/nn.ts';
 import { concat, reshape } from '../engine/ops/shape.ts';
 import { scale } from '../engine/ops/elementwise.ts';

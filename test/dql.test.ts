@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allClose, freshSeed, gpu, randn, rng } from './helpers.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { add, clamp, mul, scale, sub } from '../engine/ops/elementwise.ts';
 import { sum } from '../engine/ops/reduce.ts';
 import { Generator } from '../engine/random.ts';

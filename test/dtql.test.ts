@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allClose, freshSeed, gpu, randn, randu, rng } from './helpers.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Module } from '../engine/nn.ts';
 import type { ParamGroup } from '../engine/params.ts';
 import { Generator } from '../engine/random.ts';

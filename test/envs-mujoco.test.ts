@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { readD4RL } from '../datasets/d4rl.ts';
 import type { Env } from '../envs/core.ts';
 import { LOCOMOTION, LocomotionEnv } from '../envs/locomotion.ts';

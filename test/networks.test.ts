@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { act64, allClose, freshSeed, gpu, gradCheck, randn, randu, rng } from './helpers.ts';
 import { backward } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import type { Module } from '../engine/nn.ts';
 import { loadModule, saveModule } from '../engine/safetensors.ts';
 import { tensor, tidy, type Tensor } from '../engine/tensor.ts';

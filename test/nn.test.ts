@@ -2,7 +2,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu, rng, freshSeed, randn, randu, allClose, gradCheck, act64, sigmoid64, softplus64 } from './helpers.ts';
 import { backward } from '../engine/autograd.ts';
-import { HostRng, manualSeed, orthogonal, torchLinearInit } from '../engine/init.ts';
+import { HostRng, manualSeed } from '../engine/host-rng.ts';
+import { orthogonal, torchLinearInit } from '../engine/initializers.ts';
 import {
   Dropout, GaussianFourierProjection, LayerNorm, Linear, MLP, MLPResNet, Module, ResidualBlock, Sequential, SinusoidalPosEmb,
   type Activation,

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backward, detach, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { Linear } from '../engine/nn.ts';
 import { mean } from '../engine/ops/reduce.ts';
 import { scale, square, sub, tanh } from '../engine/ops/elementwise.ts';

@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { Linear } from '../engine/nn.ts';
 import { decodeSafetensors } from '../engine/safetensors.ts';
 import type { Tensor } from '../engine/tensor.ts';

@@ -13,7 +13,7 @@ import { empty, tensor, tidy, type Tensor } from '../engine/tensor.ts';
 import { mean } from '../engine/ops/reduce.ts';
 import { mul, square, sub } from '../engine/ops/elementwise.ts';
 import { dropout } from '../engine/ops/dropout.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { ReplayStore } from '../datasets/replay.ts';
 
 const t = suite('record');

@@ -11,7 +11,7 @@ import { CliError, helpText, parseCli, type CliSpec } from '../algorithms/common
 import { JsonlLog, LossMeter, NonFiniteLossError, Progress, assertFinite, formatDuration, formatProgress, jsonLine } from '../algorithms/common/monitor.ts';
 import { createRunDir, loadCheckpoint, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic } from '../algorithms/common/run-files.ts';
 import { MLP } from '../engine/nn.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { AdamW } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';
 import { tensor } from '../engine/tensor.ts';

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { sum } from '../engine/ops/reduce.ts';
 import { AdamW } from '../engine/optim.ts';
 import { Generator } from '../engine/random.ts';

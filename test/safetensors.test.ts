@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { gpu, rng, freshSeed, randn } from './helpers.ts';
 import { decodeSafetensors, encodeSafetensors, loadModule, saveModule, SafetensorsError } from '../engine/safetensors.ts';
 import { GaussianFourierProjection, LayerNorm, Linear, MLP, Module, ResidualBlock } from '../engine/nn.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 
 const t = suite('safetensors');
 t.before(gpu);

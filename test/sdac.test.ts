@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { allClose, freshSeed, gpu, gradCheck, randn, randu, rng } from './helpers.ts';
 import { noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { Module } from '../engine/nn.ts';
 import { add, mul, scale } from '../engine/ops/elementwise.ts';
 import { reshape, slice } from '../engine/ops/shape.ts';

@@ -406,7 +406,7 @@ t('a stop request (Ctrl-C) ends the phase at a checkpoint of the current step', 
 
 t('toy bandit: the actor picks the best cluster (0.8, -0.8); with beta = 0 every action stays on a data cluster', async () => {
   const { toyDataset } = await import('../datasets/toy.ts');
-  const { HostRng } = await import('../engine/init.ts');
+  const { HostRng } = await import('../engine/host-rng.ts');
   const { noGrad } = await import('../engine/autograd.ts');
   const { DeterministicActor } = await import('../algorithms/common/deterministic-actor.ts');
   const toy = toyDataset('dql-bandit', 10_000, 2022);

@@ -3,7 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu, rng, freshSeed, randu } from './helpers.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { HostRng } from '../engine/init.ts';
+import { HostRng } from '../engine/host-rng.ts';
 import { MLP } from '../engine/nn.ts';
 import { square, sub } from '../engine/ops/elementwise.ts';
 import { mean } from '../engine/ops/reduce.ts';

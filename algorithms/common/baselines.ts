@@ -1,7 +1,7 @@
 // The behaviour-cloning baselines every offline command scores beside its policy: a deterministic MLP fitted to
 // the data's actions by mean squared error, and a method's diffusion behaviour model sampled by itself.
 import { backward } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { square, sub } from '../../engine/ops/elementwise.ts';
 import { mean } from '../../engine/ops/reduce.ts';
 import { AdamW } from '../../engine/optim.ts';

@@ -1,6 +1,6 @@
 // Critic networks of the offline RL methods here: a twin Q (two independent MLPs on the joined state and
 // action, as IQL, SRPO, DTQL and EDP use) and a state-value MLP.
-import { globalRng, type HostRng } from '../../engine/init.ts';
+import { globalRng, type HostRng } from '../../engine/host-rng.ts';
 import { MLP, Module } from '../../engine/nn.ts';
 import { add, minimum, scale } from '../../engine/ops/elementwise.ts';
 import { concat } from '../../engine/ops/shape.ts';

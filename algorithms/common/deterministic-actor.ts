@@ -1,6 +1,6 @@
 // A deterministic actor: an MLP [s, hidden x layers, act] with ReLU and a Tanh output, so actions live in
 // [-1, 1]^D (SRPO's Dirac policy, and the MSE-fitted behaviour-cloning baseline every offline command reports).
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { MLP, Module } from '../../engine/nn.ts';
 import { scale } from '../../engine/ops/elementwise.ts';
 import type { Tensor } from '../../engine/tensor.ts';

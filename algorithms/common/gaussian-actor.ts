@@ -3,7 +3,7 @@
 // clamped (default [-5, 2]), actions maxAction * tanh(mu + sigma n) drawn with the reparameterisation trick, so
 // the action carries the gradient of whatever is computed from it; SAC's log-probability of its own samples
 // includes the tanh change of variables.
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { MLP, Module } from '../../engine/nn.ts';
 import { add, clamp, exp, log, mul, neg, scale, softplus, square, sub, tanh } from '../../engine/ops/elementwise.ts';
 import { sum } from '../../engine/ops/reduce.ts';

@@ -10,7 +10,7 @@
 //   Q  <- Adam step on (MSE(Q1(s, a), y) + MSE(Q2(s, a), y)) / 2, y = r + gamma notDone v'
 //   Q' <- (1 - tau) Q' + tau Q    Polyak rate config.tau (the expectile is config.expectile)
 import { backward, detach, isGradEnabled, noGrad } from '../../engine/autograd.ts';
-import { HostRng, globalRng } from '../../engine/init.ts';
+import { HostRng, globalRng } from '../../engine/host-rng.ts';
 import { chunkedLoss, expectMatrix, expectRows, launch, recordIfNeeded } from '../../engine/fused.ts';
 import { MLP, Module } from '../../engine/nn.ts';
 import { add, minimum, sub } from '../../engine/ops/elementwise.ts';

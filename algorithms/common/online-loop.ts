@@ -5,7 +5,7 @@
 // dataset recipe watches its transitions and evaluations through hooks.
 import { existsSync } from 'node:fs';
 import { noGrad } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { Module } from '../../engine/nn.ts';
 import { tensor, tidy, type Tensor } from '../../engine/tensor.ts';
 import { ReplayStore } from '../../datasets/replay.ts';

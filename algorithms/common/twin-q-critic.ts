@@ -1,7 +1,7 @@
 // A twin-Q critic regressed to r + discount notDone min Q'(s', a') with a' from a target policy (Diffusion-QL,
 // EDP's TD3 and CRR backbones), its Polyak-averaged target, and the max-Q backup over several next actions.
 import { backward, detach, noGrad } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import type { Module } from '../../engine/nn.ts';
 import { minimum } from '../../engine/ops/elementwise.ts';
 import { max } from '../../engine/ops/reduce.ts';

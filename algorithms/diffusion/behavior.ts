@@ -8,7 +8,7 @@
 // No Node built-ins here: training reads back one loss per reporting interval and nothing else.
 import { backward, noGrad } from '../../engine/autograd.ts';
 import { axpy_, fill_, zeros } from '../../engine/basic.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { gather } from '../../engine/ops/shape.ts';
 import { AdamW, clipScale, type LRSchedule } from '../../engine/optim.ts';
 import type { Generator } from '../../engine/random.ts';

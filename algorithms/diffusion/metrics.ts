@@ -1,6 +1,6 @@
 // Sample-quality measures for low-dimensional samples (toy bandits, action distributions), computed on the
 // host in float64: kernel MMD between two samples, the share of samples near each mode, mean and covariance.
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 
 export type Points = Float32Array | Float64Array;
 

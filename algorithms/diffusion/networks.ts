@@ -5,7 +5,7 @@
 //   IDQLScoreNet     SRPO model.py ScoreNet_IDQL              embed.0.W, main.(fc|blocks.i.*|out_fc), cond_model.{0,2}
 //   DTQLDenoiserNet  DTQL diffusion/mlps.py ScoreNetwork      embed.{1,3}, layers.layers.{0,1,3,5,7}
 // Indices skip the parameterless entries (embeddings, Mish) of the originals' nn.Sequential containers.
-import { globalRng, type HostRng } from '../../engine/init.ts';
+import { globalRng, type HostRng } from '../../engine/host-rng.ts';
 import { GaussianFourierProjection, Linear, MLPResNet, Module, SinusoidalPosEmb } from '../../engine/nn.ts';
 import { concat } from '../../engine/ops/shape.ts';
 import type { Generator } from '../../engine/random.ts';

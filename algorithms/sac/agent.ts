@@ -9,7 +9,7 @@
 // The update is recordable: alpha stays on the GPU, random numbers come from a Generator, learning rates are
 // fixed in the optimisers.
 import { backward, detach, noGrad } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { Module, frozen } from '../../engine/nn.ts';
 import { add, exp, mul, neg, scale, square, sub } from '../../engine/ops/elementwise.ts';
 import { mean } from '../../engine/ops/reduce.ts';

@@ -18,7 +18,7 @@
 // Every update variant is recordable (engine/record.ts): random numbers come from Generators, the learning
 // rates from AdamW schedules, and the temperature is a GPU parameter read only by kernels.
 import { backward, detach, noGrad } from '../../engine/autograd.ts';
-import { HostRng } from '../../engine/init.ts';
+import { HostRng } from '../../engine/host-rng.ts';
 import { Module } from '../../engine/nn.ts';
 import { add, clamp, exp, minimum, mul, neg, scale, square, sub } from '../../engine/ops/elementwise.ts';
 import { mean, softmax } from '../../engine/ops/reduce.ts';

@@ -2,7 +2,7 @@
 // diffusion step through Linear(16 -> 32), Mish, Linear(32 -> 16), joined with the state and the noisy action,
 // then `depth` Linear + Mish layers and a linear head of the action's size.
 import { needsGrad, noGrad } from '../../engine/autograd.ts';
-import { globalRng, type HostRng } from '../../engine/init.ts';
+import { globalRng, type HostRng } from '../../engine/host-rng.ts';
 import { launch } from '../../engine/fused.ts';
 import { Linear, MLP, Module, SinusoidalPosEmb } from '../../engine/nn.ts';
 import { scale } from '../../engine/ops/elementwise.ts';

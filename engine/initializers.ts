@@ -1,95 +1,14 @@
 // Weight initialisation on the host, from a seeded generator, so a network is reproducible from one seed and
 // identical across devices. Values are computed in float64 and rounded to f32 once.
+import { globalRng, type HostRng } from './host-rng.ts';
 
-/**
- * Host random numbers: xoshiro128** seeded through splitmix32, doubles with 53 random bits, normals by
- * Box-Muller (both values of a pair are used).
- */
-export class HostRng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-  private spare: number | null = null;
-
-  constructor(seed: number) {
-    let x = seed >>> 0;
-    const split = () => {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = split();
-    this.s1 = split();
-    this.s2 = split();
-    this.s3 = split();
-    // the all-zero state is a fixed point of xoshiro
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
-  }
-
-  /** A uniformly distributed 32-bit unsigned integer. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** A double uniform in [0, 1). */
-  next(): number {
-    const hi = this.nextU32() >>> 5;
-    const lo = this.nextU32() >>> 6;
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-
-  normal(): number {
-    if (this.spare !== null) {
-      const v = this.spare;
-      this.spare = null;
-      return v;
-    }
-    let u = 0;
-    while (u === 0) u = this.next();
-    const radius = Math.sqrt(-2 * Math.log(u));
-    const angle = 2 * Math.PI * this.next();
-    this.spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
-
-let defaultRng = new HostRng(0);
-
-/** Reseeds the generator that modules draw from when none is passed (like torch.manual_seed). */
-export function manualSeed(seed: number): void {
-  defaultRng = new HostRng(seed);
-}
-
-export function globalRng(): HostRng {
-  return defaultRng;
-}
-
-export function uniformArray(n: number, lo: number, hi: number, rng: HostRng = defaultRng): Float32Array {
+export function uniformArray(n: number, lo: number, hi: number, rng: HostRng = globalRng()): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = rng.uniform(lo, hi);
   return out;
 }
 
-export function normalArray(n: number, mean: number, std: number, rng: HostRng = defaultRng): Float32Array {
+export function normalArray(n: number, mean: number, std: number, rng: HostRng = globalRng()): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = mean + std * rng.normal();
   return out;
@@ -99,7 +18,7 @@ export function normalArray(n: number, mean: number, std: number, rng: HostRng =
  * PyTorch's default nn.Linear initialisation: kaiming_uniform with a = sqrt(5) for the weight, which reduces
  * to U(-1/sqrt(fanIn), 1/sqrt(fanIn)), and the same bound for the bias. Weight layout [outF, inF].
  */
-export function torchLinearInit(inF: number, outF: number, rng: HostRng = defaultRng): { weight: Float32Array; bias: Float32Array } {
+export function torchLinearInit(inF: number, outF: number, rng: HostRng = globalRng()): { weight: Float32Array; bias: Float32Array } {
   const bound = inF > 0 ? 1 / Math.sqrt(inF) : 0;
   const weight = uniformArray(outF * inF, -bound, bound, rng);
   const bias = uniformArray(outF, -bound, bound, rng);
@@ -112,7 +31,7 @@ export function torchLinearInit(inF: number, outF: number, rng: HostRng = defaul
  * result is uniformly distributed over orthogonal matrices. Rows are orthonormal when rows <= cols,
  * columns when rows >= cols.
  */
-export function orthogonal(rows: number, cols: number, gain = 1, rng: HostRng = defaultRng): Float32Array {
+export function orthogonal(rows: number, cols: number, gain = 1, rng: HostRng = globalRng()): Float32Array {
   const out = new Float32Array(rows * cols);
   if (rows === 0 || cols === 0) return out;
   const tall = rows >= cols;
