@@ -280,7 +280,7 @@ export interface RecipeResult {
 export interface RecipeOptions {
   /** Output folder (created). */
   dir: string;
-  /** The online loop (default: trainOnline of algorithms/common/online.ts). */
+  /** The online loop (default: trainOnline of algorithms/common/online-loop.ts). */
   train?: (agent: OnlineAgent, cfg: OnlineConfig, ctx: RunContext, opts: { hooks?: OnlineHooks; checkpoint?: string }) => Promise<OnlineResult>;
   /** Training checkpoint path (default <dir>/checkpoint.safetensors). */
   checkpoint?: string;
