@@ -1,7 +1,7 @@
 // What Diffusion-QL and EDP share: a discrete-time diffusion policy (the toolkit's 'dql' or 'edp' behaviour
 // model) with an EMA / target copy, a twin-Q critic regressed to targets at actions sampled from that copy,
 // the normalised Q term of their policy losses, candidate selection by the target critic at evaluation, and
-// the single-phase run (log, checkpoints, resume, evaluations, baselines, curves, summary) behind both commands.
+// the offline method both are: one training phase, the selected policy deployed, the MSE-fitted MLP beside it.
 //
 // Every training-step function here is recordable (engine/record.ts): no readbacks, no host writes (the row
 // repeats a step needs are made by the eager first step and cached), random numbers from Generators only, and
