@@ -1,0 +1,104 @@
+// The offline harness on a tiny SRPO run over the shipped Pendulum data: one run writes every output the
+// commands promise, and resuming the finished run trains nothing again and keeps its baselines and score.
+// Also the command line every offline method gets from its description.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gpu } from './helpers.ts';
+import { CliError } from '../algorithms/common/cli.ts';
+import { JsonlLog } from '../algorithms/common/monitor.ts';
+import { offlineCommand, offlineConfig, runOffline, type OfflineSummary } from '../algorithms/common/offline-method.ts';
+import { SRPO } from '../algorithms/srpo.ts';
+import { DQL } from '../algorithms/dql.ts';
+import { EDP, type EdpConfig } from '../algorithms/edp.ts';
+import { taskConfig, type SrpoConfig } from '../algorithms/srpo/presets.ts';
+
+const t = suite('offline-method');
+let scratch = '';
+t.before(async () => {
+  await gpu();
+  scratch = mkdtempSync(join(tmpdir(), 'wd-offline-'));
+});
+t.after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function tinyConfig(): SrpoConfig {
+  return {
+    ...taskConfig('pendulum-quick'),
+    behaviorHidden: 16,
+    behaviorBlocks: 1,
+    behaviorSteps: 6,
+    behaviorBatch: 32,
+    criticHidden: [16, 16],
+    criticSteps: 6,
+    criticBatch: 32,
+    actorHidden: 16,
+    actorSteps: 6,
+    actorBatch: 32,
+    bcSolverSteps: 2,
+    evalEpisodes: 2,
+    evalEvery: 3,
+    logEvery: 3,
+    checkpointEvery: 3,
+  };
+}
+
+const quiet = { quiet: true, stream: { write: () => true } };
+
+t('one run writes the summary, log, checkpoints and curves; a resumed finished run trains nothing again', async () => {
+  const dir = join(scratch, 'srpo');
+  const cfg = tinyConfig();
+  const first: OfflineSummary = await runOffline(SRPO, cfg, { dir, ...quiet });
+  for (const f of ['summary.json', 'log.jsonl', 'curves.svg', 'behavior.safetensors', 'critic.safetensors', 'actor.safetensors', 'obs_stats.json']) {
+    assert.ok(existsSync(join(dir, f)), `${f} written`);
+  }
+  assert.is(first.method, 'SRPO');
+  assert.equal(Object.keys(first.phaseSeconds), ['setup', 'behavior', 'critic', 'actor', 'evaluation']);
+  assert.ok(first.bcScore && Number.isFinite(first.bcScore.mean), 'diffusion baseline scored');
+  assert.ok(first.bcMlpScore && Number.isFinite(first.bcMlpScore.mean), 'MLP baseline scored');
+  assert.equal(first.evals.map((e) => e.step), [3, 6]);
+  assert.is(first.score.mean, first.evals[1]!.mean, 'the final score is the last evaluation');
+  assert.is(first.score.episodes, 2);
+
+  const resumed = await runOffline(SRPO, cfg, { dir, resume: true, ...quiet });
+  assert.is(resumed.score.mean, first.score.mean, 'the same policy scores the same on the same episodes');
+  assert.equal(resumed.bcScore, first.bcScore);
+  assert.equal(resumed.bcMlpScore, first.bcMlpScore);
+  assert.equal([resumed.phaseSeconds['behavior'], resumed.phaseSeconds['critic'], resumed.phaseSeconds['actor']], [0, 0, 0]);
+  const records = JsonlLog.read(join(dir, 'log.jsonl'));
+  assert.is(records.filter((r) => r['bcEval']).length, 1, 'the diffusion baseline ran once');
+  assert.is(records.filter((r) => r['bcMlpEval']).length, 1, 'the MLP baseline ran once');
+  assert.is(records.filter((r) => r['phase'] === 'actor' && typeof r['step'] === 'number' && !r['eval']).length, 2, 'no step trained again');
+});
+
+t('a phase loaded from a checkpoint is skipped and its networks are the file\'s', async () => {
+  const source = join(scratch, 'srpo');
+  const dir = join(scratch, 'srpo-loaded');
+  const cfg = { ...tinyConfig(), bcEval: false };
+  const s = await runOffline(SRPO, cfg, { dir, load: { behavior: join(source, 'behavior.safetensors'), critic: join(source, 'critic.safetensors') }, ...quiet });
+  assert.is(s.phaseSeconds['behavior'], 0);
+  assert.is(s.phaseSeconds['critic'], 0);
+  assert.ok(s.phaseSeconds['actor']! > 0);
+  assert.is(s.bcScore, null);
+  const loaded = JsonlLog.read(join(dir, 'log.jsonl')).filter((r) => r['loaded']);
+  assert.equal(loaded.map((r) => r['phase']), ['behavior', 'critic']);
+});
+
+t('every method gets the shared options, its own and its load options; its flags are checked', () => {
+  const options = (m: Parameters<typeof offlineCommand>[0]) => Object.keys(offlineCommand(m).spec.options);
+  const srpo = options(SRPO);
+  for (const o of ['task', 'dataset', 'env', 'seed', 'behavior', 'critic', 'actor-steps', 'beta', 'eval-every', 'no-bc-eval', 'out', 'resume', 'device', 'quiet', 'eager', 'tune']) {
+    assert.ok(srpo.includes(o), `srpo --${o}`);
+  }
+  const dql = options(DQL as never);
+  for (const o of ['eta', 'train-steps', 'T', 'select-temperature', 'resume']) assert.ok(dql.includes(o), `dql --${o}`);
+  assert.not.ok(dql.includes('behavior'), 'Diffusion-QL has no phase to load');
+  const edp = { task: 'pendulum-quick', backbone: 'crr' };
+  assert.is((offlineConfig(EDP as never, edp) as EdpConfig).backbone, 'crr');
+  assert.throws(() => offlineConfig(EDP as never, { ...edp, T: 10 }), (e: unknown) => e instanceof CliError && /at least 21/.test(e.message));
+  assert.throws(() => offlineConfig(EDP as never, { task: 'pendulum-quick', backbone: 'sac' }), /--backbone must be one of/);
+  assert.is(offlineCommand(EDP as never).config({ task: 'pendulum-quick', backbone: 'iql' } as never).name, 'edp-iql-pendulum-quick');
+});
+
+t.run();
