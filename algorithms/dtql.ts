@@ -35,7 +35,7 @@ import { IQLCritic, IQL_DTQL } from './common/iql.ts';
 import { offlineMain, type OfflineMethod } from './common/offline-method.ts';
 import type { PhaseRun } from './common/phase.ts';
 import type { StepLosses } from './common/step-scheduler.ts';
-import { GaussianTanhActor } from './dtql/actor.ts';
+import { GaussianTanhActor } from './common/gaussian-actor.ts';
 import { DTQL_CLI } from './dtql/cli.ts';
 import type { DtqlConfig } from './dtql/presets.ts';
 

@@ -25,7 +25,7 @@ import { gridCenters, gridHardReward, toyDataset } from '../datasets/toy.ts';
 import { makeModels, disposeModels, pretrainPhase, trainPhase, taskConfig, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
 import { makeBehaviorModel } from '../algorithms/diffusion/behavior.ts';
 import type { EDMDiffusion } from '../algorithms/diffusion/models.ts';
-import { GaussianTanhActor } from '../algorithms/dtql/actor.ts';
+import { GaussianTanhActor } from '../algorithms/common/gaussian-actor.ts';
 import { IQLCritic, IQL_DTQL } from '../algorithms/common/iql.ts';
 import { runPhase } from '../algorithms/common/phase.ts';
 import { scatterSvg, type ScatterPanel } from '../algorithms/common/svg.ts';

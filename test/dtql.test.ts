@@ -17,7 +17,7 @@ import { ReplayStore } from '../datasets/replay.ts';
 import type { Transitions } from '../datasets/d4rl.ts';
 import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
 import { runPhase } from '../algorithms/common/phase.ts';
-import { GaussianTanhActor, LOG_STD_MAX, LOG_STD_MIN } from '../algorithms/dtql/actor.ts';
+import { GaussianTanhActor, LOG_STD_MAX, LOG_STD_MIN } from '../algorithms/common/gaussian-actor.ts';
 import { actorStep, disposeModels, makeModels, pretrainPhase, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
 import { runToyBandit, toyConfig } from '../scripts/dtql-toy.ts';
 
