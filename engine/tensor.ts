@@ -1,6 +1,7 @@
 // Tensors: a shape and dtype over a GPU storage. Storage is a whole pooled buffer (or a range of a flat
 // parameter buffer) shared by reshaped views through a reference count. Tensors made inside a `tidy` scope are
 // disposed when it ends, unless returned or kept.
+import { GPUEngineError } from './device.ts';
 import { runtime, type BufferBinding } from './runtime.ts';
 
 export type DType = 'f32' | 'u32' | 'i32';
@@ -69,8 +70,13 @@ export class Tensor {
     return this.disposed;
   }
 
+  /** Throws when the tensor was disposed (by dispose() or by the tidy scope that made it): its buffer may hold another tensor's data by now. */
+  private checkLive(use: string): void {
+    if (this.disposed) throw new Error(`tensor ${this.name || this.id} [${this.shape}] ${use} after dispose`);
+  }
+
   binding(): BufferBinding {
-    if (this.disposed) throw new Error(`tensor ${this.name || this.id} [${this.shape}] used after dispose`);
+    this.checkLive('used');
     // binding sizes are rounded to 4 bytes and never zero, as WebGPU requires
     return { buffer: this.storage.buffer, offset: this.storage.byteOffset, size: Math.max(4, this.size * 4) };
   }
@@ -85,6 +91,7 @@ export class Tensor {
 
   /** Copies the data to the host. */
   async read(): Promise<TypedArrayFor<this['dtype']>> {
+    this.checkLive('read');
     const bytes = await runtime().read({ buffer: this.storage.buffer, offset: this.storage.byteOffset, size: this.size * 4 });
     const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'u32' ? new Uint32Array(bytes) : new Int32Array(bytes);
     return out as TypedArrayFor<this['dtype']>;
@@ -97,6 +104,7 @@ export class Tensor {
 
   /** Overwrites the contents from the host. */
   set(data: ArrayLike<number>): void {
+    this.checkLive('written');
     if (data.length !== this.size) throw new Error(`set: ${data.length} values for a tensor of ${this.size}`);
     runtime().write(this.storage.buffer, this.storage.byteOffset, toTyped(data, this.dtype));
   }
@@ -126,6 +134,10 @@ function toTyped(data: ArrayLike<number>, dtype: DType): Float32Array | Uint32Ar
 export function empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
   const bytes = Math.max(4, numel(shape) * 4);
   const rt = runtime();
+  const bindable = rt.device.limits.maxStorageBufferBindingSize;
+  if (bytes > bindable) {
+    throw new GPUEngineError(`a tensor of shape [${shape}] needs ${bytes} bytes, over this device's maxStorageBufferBindingSize of ${bindable}: no kernel could bind it (a smaller batch or size fits)`);
+  }
   return new Tensor(new Storage(rt.acquire(bytes), 0, bytes, true), shape, dtype);
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gpu } from './helpers.ts';
 import { CliError, helpText, parseCli, type CliSpec } from '../algorithms/common/cli.ts';
 import { JsonlLog, LossMeter, NonFiniteLossError, Progress, assertFinite, formatDuration, formatProgress, jsonLine } from '../algorithms/common/monitor.ts';
-import { createRunDir, loadCheckpoint, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic } from '../algorithms/common/run-files.ts';
+import { createRunDir, loadCheckpoint, lockRunDir, readCheckpointInfo, removeStaleTemps, saveCheckpoint, writeFileAtomic } from '../algorithms/common/run-files.ts';
 import { MLP } from '../engine/nn.ts';
 import { HostRng } from '../engine/host-rng.ts';
 import { AdamW } from '../engine/optim.ts';
@@ -97,6 +97,57 @@ t('checkpoints round-trip modules, optimiser moments and step counts, generator 
   x.dispose();
   opt.dispose();
   opt2.dispose();
+});
+
+t('a checkpoint holding NaN is refused at save (the old file kept) and at load; a flipped bit fails its checksum', async () => {
+  const net = new MLP([3, 4, 2], { rng: new HostRng(5) });
+  const p = join(scratch, 'guarded.safetensors');
+  await saveCheckpoint(p, { modules: { net }, step: 1 });
+  const good = readFileSync(p);
+  const weight = net.parameters()[0]!;
+  const values = await weight.read();
+  values[2] = Number.NaN;
+  weight.set(values);
+  await saveCheckpoint(p, { modules: { net }, step: 2 }).then(
+    () => assert.unreachable('a NaN checkpoint was written'),
+    (e: Error) => assert.match(e.message, /guarded\.safetensors.*net\.layers\.0\.weight"\[2\] = NaN is not finite/),
+  );
+  assert.ok(Buffer.compare(readFileSync(p), good) === 0, 'the last good checkpoint is untouched');
+
+  // a bit flip deep in the tensor data that leaves every value finite
+  const flipped = Uint8Array.from(good);
+  flipped[flipped.length - 3]! ^= 0x01;
+  writeFileSync(p, flipped);
+  assert.throws(() => loadCheckpoint(p, { modules: { net } }), (e: Error) => /guarded\.safetensors: checksum mismatch/.test(e.message));
+  // a plain module file (no checksum) with NaN is refused too, naming the tensor
+  const { saveModule } = await import('../engine/safetensors.ts');
+  writeFileSync(p, await saveModule(net));
+  assert.throws(() => loadCheckpoint(p, { modules: { net } }), (e: Error) => /weight"\[2\] = NaN is not finite; nothing loaded/.test(e.message));
+  // a truncated file names itself
+  writeFileSync(p, good.subarray(0, 40));
+  assert.throws(() => loadCheckpoint(p, { modules: { net } }), (e: Error) => /^checkpoint .*guarded\.safetensors: /.test(e.message));
+  assert.throws(() => readCheckpointInfo(p), (e: Error) => /guarded\.safetensors/.test(e.message));
+});
+
+t('a run directory held by a live process is refused; a lock left by a finished process is taken over', async () => {
+  const dir = join(scratch, 'locked-run');
+  const url = JSON.stringify(new URL('../algorithms/common/run-files.ts', import.meta.url).href);
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { lockRunDir } = await import(${url});
+    lockRunDir(${JSON.stringify(dir)});
+    process.stdout.write('held\\n');
+    setTimeout(() => {}, 60000);
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+  assert.throws(() => lockRunDir(dir), (e: Error) => new RegExp(`run directory .*locked-run is in use by process ${holder.pid}`).test(e.message));
+  holder.kill('SIGKILL');
+  await new Promise((resolve) => holder.once('exit', resolve));
+  // the killed holder never released its lock: it is stale now
+  assert.ok(existsSync(join(dir, 'run.lock')));
+  const release = lockRunDir(dir);
+  assert.is(readFileSync(join(dir, 'run.lock'), 'utf8'), `${process.pid}\n`);
+  release();
+  assert.not.ok(existsSync(join(dir, 'run.lock')), 'released');
 });
 
 t('assertFinite names the phase, the steps and the kept checkpoint; finite values pass', () => {
@@ -195,6 +246,9 @@ t('parseCli: defaults, typed values, errors naming the option, --help', () => {
   assert.equal(parseCli(spec, []), { steps: 10, lr: undefined, mode: 'a', fast: undefined });
   assert.equal(parseCli(spec, ['--steps', '7', '--lr=1e-3', '--mode', 'b', '--fast']), { steps: 7, lr: 1e-3, mode: 'b', fast: true });
   assert.equal(parseCli(spec, ['--lr', '-0.5', '--fast']), { steps: 10, lr: -0.5, mode: 'a', fast: true }, 'a negative number after a numeric option is its value');
+  assert.throws(() => parseCli(spec, ['--step', '3']), (e: Error) => e instanceof CliError && e.message === 'unknown option --step; did you mean --steps? (see --help)');
+  assert.throws(() => parseCli(spec, ['--fsat']), /did you mean --fast\?/);
+  assert.throws(() => parseCli(spec, ['--learning-rate=1']), (e: Error) => e.message === 'unknown option --learning-rate (see --help)');
   assert.throws(() => parseCli(spec, ['--steps', '-3']), /--steps must be positive, got -3/);
   assert.throws(() => parseCli(spec, ['--mode', '-1']), /--mode/);
   assert.throws(() => parseCli(spec, ['--steps', '1.5']), (e: Error) => e instanceof CliError && /--steps needs an integer/.test(e.message));

@@ -106,6 +106,27 @@ function joinNegativeNumbers(options: OptionSpecs, argv: string[]): string[] {
   return out;
 }
 
+/** The known name nearest to a mistyped one (edit distance at most a third of its length, at least 2), or null. */
+function closestName(name: string, known: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const k of known) {
+    const d = editDistance(name, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
 /**
  * Parses argv against the declared options. Returns null when --help was asked for (after printing the help
  * to `print`); throws CliError naming the option for unknown options, missing values, bad numbers and values
@@ -119,6 +140,16 @@ export function parseCli<S extends OptionSpecs>(
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const [name, o] of Object.entries(spec.options)) {
     options[name] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}) };
+  }
+  const names = Object.keys(options);
+  for (const arg of argv) {
+    if (arg === '--') break;
+    if (!arg.startsWith('--')) continue;
+    const name = arg.slice(2).split('=')[0]!;
+    if (name && !(name in options)) {
+      const near = closestName(name, names);
+      throw new CliError(`unknown option --${name}${near ? `; did you mean --${near}?` : ''} (see --help)`);
+    }
   }
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {

@@ -1,34 +1,45 @@
 // What every training command does around its training: the run directory (a fresh one holding config.json,
 // or --resume's with its saved config), the WebGPU device, Ctrl-C that stops at a checkpoint, the summary.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispose as disposeEngine, init, type Runtime } from '../../engine/runtime.ts';
 import { CliError, parseCli, userError, type CliSpec, type CliValues, type OptionSpecs } from './cli.ts';
 import { PhaseInterrupted } from './phase.ts';
-import { RUN_FILES, createRunDir } from './run-files.ts';
+import { RUN_FILES, createRunDir, holdsOnlyConfig, lockRunDir } from './run-files.ts';
 import { prepareMatmulTuning } from './tuning-cache.ts';
 
 /**
  * The configuration and run directory of a command: with --resume the saved config.json of that directory
- * (training options on the command line are refused), else a fresh directory holding `fresh()`'s config.
+ * (training options on the command line are refused), else a fresh directory holding `fresh()`'s config. The
+ * directory is locked for this process before anything in it is read or written (`release` frees it).
  */
 export function openRun<C>(
   args: { resume?: string; out?: string },
   argv: string[],
   trainingOptions: readonly string[],
   fresh: () => { cfg: C; name: string },
-): { cfg: C; dir: string; resumed: boolean } {
+): { cfg: C; dir: string; resumed: boolean; release: () => void } {
   if (args.resume !== undefined) {
     const given = trainingOptions.filter((k) => argv.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
     if (given.length) throw new CliError(`--resume continues a run with its saved config.json; drop ${given.map((k) => `--${k}`).join(', ')}`);
     const configPath = join(args.resume, RUN_FILES.config);
     if (!existsSync(configPath)) throw new CliError(`--resume: ${configPath} not found`);
-    return { cfg: JSON.parse(readFileSync(configPath, 'utf8')) as C, dir: args.resume, resumed: true };
+    const release = lockRunDir(args.resume);
+    let cfg: C;
+    try {
+      cfg = JSON.parse(readFileSync(configPath, 'utf8')) as C;
+      if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error('not a configuration object');
+    } catch (err) {
+      release();
+      throw userError(`--resume: ${configPath} is not a readable run configuration (${err instanceof Error ? err.message : String(err)})`);
+    }
+    return { cfg, dir: args.resume, resumed: true, release };
   }
   const { cfg, name } = fresh();
   const dir = createRunDir(name, { out: args.out });
+  const release = lockRunDir(dir);
   writeFileSync(join(dir, RUN_FILES.config), `${JSON.stringify(cfg, null, 2)}\n`);
-  return { cfg, dir, resumed: false };
+  return { cfg, dir, resumed: false, release };
 }
 
 /** Options every training command shares for how the engine runs (not part of a run's configuration). */
@@ -133,16 +144,24 @@ export async function runCommand<S extends OptionSpecs, C, R>(cmd: TrainingComma
   if (!args) return null;
   const run = args as unknown as RunArgs;
   const trainingOptions = Object.keys(cmd.spec.options).filter((k) => !RUN_ONLY_OPTIONS.includes(k));
-  const { cfg, dir, resumed } = openRun<C>(run, argv, trainingOptions, () => cmd.config(args));
-  const rt = await openDevice(run.device, { tune: run.tune, log: tuningLog(run.quiet) });
-  if (!run.quiet) process.stderr.write(`${cmd.title(cfg)}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
+  const { cfg, dir, resumed, release } = openRun<C>(run, argv, trainingOptions, () => cmd.config(args));
   try {
+    const rt = await openDevice(run.device, { tune: run.tune, log: tuningLog(run.quiet) });
+    if (!run.quiet) process.stderr.write(`${cmd.title(cfg)}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
     const summary = await interruptible(dir, `node algorithms/${cmd.name}.ts`, (stopRequested) =>
       cmd.train(cfg, { dir, resume: resumed, quiet: run.quiet, stopRequested, eager: run.eager }, args),
     );
     cmd.print(summary, cfg);
     return summary;
+  } catch (err) {
+    // a fresh run that failed before producing anything leaves no directory behind
+    if (!resumed && holdsOnlyConfig(dir)) {
+      release();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    throw err;
   } finally {
+    release();
     disposeEngine();
   }
 }

@@ -1,7 +1,8 @@
 // The files of a run: atomic writes (a crash leaves the old file or the new one, never half of either), the run
 // directory and its layout, and checkpoints of several modules with their optimiser state and random-stream
 // positions.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Module } from '../../engine/nn.ts';
 import type { AdamW } from '../../engine/optim.ts';
@@ -61,6 +62,7 @@ export const RUN_FILES = Object.freeze({
   log: 'log.jsonl',
   curves: 'curves.svg',
   summary: 'summary.json',
+  lock: 'run.lock',
 });
 
 /**
@@ -76,6 +78,60 @@ export function createRunDir(name: string, opts: { out?: string; base?: string; 
   }
   mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/**
+ * Takes the run directory for this process: `run.lock` holds the owner's pid. A directory held by a live
+ * process is refused (two writers would interleave the log and overwrite each other's checkpoints); a lock
+ * left by a process that is gone is taken over. Returns the release, which also runs at process exit.
+ */
+export function lockRunDir(dir: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, RUN_FILES.lock);
+  const mine = `${process.pid}\n`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(path, mine, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      const owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && processAlive(owner)) {
+        const e = new Error(`run directory ${dir} is in use by process ${owner}; wait for that run to end (or stop it), or remove ${path} if no such run is going on`);
+        (e as { userFacing?: boolean }).userFacing = true;
+        throw e;
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  let held = true;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    process.off('exit', release);
+    try {
+      if (readFileSync(path, 'utf8') === mine) rmSync(path, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+  process.on('exit', release);
+  return release;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** True when a run directory holds nothing a run produced: only its configuration (and its lock). */
+export function holdsOnlyConfig(dir: string): boolean {
+  if (!existsSync(dir)) return false;
+  return readdirSync(dir).every((name) => name === RUN_FILES.config || name === RUN_FILES.lock);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -105,7 +161,37 @@ export interface CheckpointInfo {
   modules: string[];
 }
 
-/** Serialises modules, optimiser state, generator positions and the step into one safetensors file. */
+type TensorData = Float32Array | Int32Array | Uint32Array;
+
+/** The first non-finite float among the tensors, as 'name[index] = value', or null. */
+function firstNonFinite(tensors: Iterable<[string, TensorData]>): string | null {
+  for (const [name, data] of tensors) {
+    if (!(data instanceof Float32Array)) continue;
+    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return `"${name}"[${i}] = ${data[i]}`;
+  }
+  return null;
+}
+
+/**
+ * SHA-256 over a checkpoint's metadata (all but the digest) and every tensor's name, shape and bytes, in name
+ * order: any flipped bit of the file, finite or not, changes it.
+ */
+export function checkpointDigest(metadata: Record<string, string>, tensors: Iterable<[string, { shape: readonly number[]; data: TensorData }]>): string {
+  const hash = createHash('sha256');
+  const meta = Object.entries(metadata).filter(([k]) => k !== 'sha256').sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  hash.update(JSON.stringify(meta));
+  for (const [name, t] of [...tensors].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    hash.update(`${name}[${t.shape.join(',')}]`);
+    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Serialises modules, optimiser state, generator positions and the step into one safetensors file, with a
+ * SHA-256 digest that loading verifies. Refuses state holding NaN or Inf: a checkpoint is a state worth
+ * going back to.
+ */
 export async function encodeCheckpoint(state: CheckpointState): Promise<Uint8Array> {
   const entries: SafetensorsEntry[] = [];
   for (const [mod, m] of Object.entries(state.modules)) {
@@ -119,19 +205,38 @@ export async function encodeCheckpoint(state: CheckpointState): Promise<Uint8Arr
   }
   const gens: Record<string, { seed: number; counter: number }> = {};
   for (const [name, g] of Object.entries(state.generators ?? {})) gens[name] = { seed: g.seed, counter: g.counter };
-  return encodeSafetensors(entries, {
+  const bad = firstNonFinite(entries.map((e) => [e.name, e.data as TensorData]));
+  if (bad) throw new Error(`checkpoint not written: ${bad} is not finite`);
+  const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     step: String(state.step),
     modules: JSON.stringify(Object.keys(state.modules)),
     optimizers: JSON.stringify(optim),
     generators: JSON.stringify(gens),
     extra: JSON.stringify(state.extra ?? {}),
-  });
+  };
+  metadata['sha256'] = checkpointDigest(metadata, entries.map((e) => [e.name, { shape: e.shape, data: e.data as TensorData }]));
+  return encodeSafetensors(entries, metadata);
 }
 
-/** Writes a checkpoint atomically (see writeFileAtomic). */
+/** Writes a checkpoint atomically (see writeFileAtomic); a state holding NaN or Inf is refused and the old file kept. */
 export async function saveCheckpoint(path: string, state: CheckpointState): Promise<void> {
-  writeFileAtomic(path, await encodeCheckpoint(state));
+  let bytes: Uint8Array;
+  try {
+    bytes = await encodeCheckpoint(state);
+  } catch (err) {
+    throw checkpointError(path, err instanceof Error ? err.message : String(err));
+  }
+  writeFileAtomic(path, bytes);
+}
+
+/** Reads and decodes a checkpoint file; every failure names the file. */
+function readCheckpointFile(path: string): ReturnType<typeof decodeSafetensors> {
+  try {
+    return decodeSafetensors(readFileSync(path));
+  } catch (err) {
+    throw checkpointError(path, err instanceof Error ? err.message : String(err));
+  }
 }
 
 function checkpointError(path: string, message: string): Error {
@@ -142,10 +247,13 @@ function checkpointError(path: string, message: string): Error {
 
 /** The step, extra data and module names of a checkpoint file, without loading tensors anywhere. */
 export function readCheckpointInfo(path: string): CheckpointInfo {
-  const file = decodeSafetensors(readFileSync(path));
-  const meta = file.metadata;
+  const meta = readCheckpointFile(path).metadata;
   if (meta['format'] !== CHECKPOINT_FORMAT) throw checkpointError(path, `not a training checkpoint (format '${meta['format'] ?? 'none'}')`);
-  return { step: Number(meta['step']), extra: JSON.parse(meta['extra'] ?? '{}') as Record<string, unknown>, modules: JSON.parse(meta['modules'] ?? '[]') as string[] };
+  try {
+    return { step: Number(meta['step']), extra: JSON.parse(meta['extra'] ?? '{}') as Record<string, unknown>, modules: JSON.parse(meta['modules'] ?? '[]') as string[] };
+  } catch (err) {
+    throw checkpointError(path, `unreadable metadata: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /**
@@ -154,15 +262,15 @@ export function readCheckpointInfo(path: string): CheckpointInfo {
  * is accepted for a single module, without optimiser or generator state. Returns the step and extra data.
  */
 export function loadCheckpoint(path: string, parts: CheckpointParts): CheckpointInfo {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw checkpointError(path, err instanceof Error ? err.message : String(err));
-  }
-  const file = decodeSafetensors(bytes);
+  const file = readCheckpointFile(path);
   const meta = file.metadata;
   const isCheckpoint = meta['format'] === CHECKPOINT_FORMAT;
+  const stored = [...file.tensors].map(([name, t]) => [name, t] as [string, { shape: readonly number[]; data: TensorData }]);
+  if (isCheckpoint && meta['sha256'] !== undefined && meta['sha256'] !== checkpointDigest(meta, stored)) {
+    throw checkpointError(path, 'checksum mismatch: the file changed after it was written (a damaged copy or disk); nothing loaded');
+  }
+  const bad = firstNonFinite(stored.map(([name, t]) => [name, t.data]));
+  if (bad) throw checkpointError(path, `${bad} is not finite; nothing loaded`);
   const moduleNames = Object.keys(parts.modules);
   if (!isCheckpoint && (moduleNames.length !== 1 || Object.keys(parts.optimizers ?? {}).length || Object.keys(parts.generators ?? {}).length)) {
     throw checkpointError(path, 'a plain module file holds one module and no optimiser or generator state');
