@@ -3,12 +3,13 @@
 // Also the command line every offline method gets from its description.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers.ts';
 import { CliError } from '../algorithms/common/cli.ts';
 import { JsonlLog } from '../algorithms/common/monitor.ts';
+import { PhaseInterrupted } from '../algorithms/common/phase.ts';
 import { offlineCommand, offlineConfig, runOffline, type OfflineSummary } from '../algorithms/common/offline-method.ts';
 import { SRPO } from '../algorithms/srpo.ts';
 import { DQL } from '../algorithms/dql.ts';
@@ -65,11 +66,34 @@ t('one run writes the summary, log, checkpoints and curves; a resumed finished r
   assert.is(resumed.score.mean, first.score.mean, 'the same policy scores the same on the same episodes');
   assert.equal(resumed.bcScore, first.bcScore);
   assert.equal(resumed.bcMlpScore, first.bcMlpScore);
-  assert.equal([resumed.phaseSeconds['behavior'], resumed.phaseSeconds['critic'], resumed.phaseSeconds['actor']], [0, 0, 0]);
+  assert.equal(resumed.evals, first.evals, 'the evaluations of the whole run');
+  for (const p of ['behavior', 'critic', 'actor']) assert.is(resumed.phaseSeconds[p], first.phaseSeconds[p], `${p}: its time over both sessions`);
   const records = JsonlLog.read(join(dir, 'log.jsonl'));
   assert.is(records.filter((r) => r['bcEval']).length, 1, 'the diffusion baseline ran once');
   assert.is(records.filter((r) => r['bcMlpEval']).length, 1, 'the MLP baseline ran once');
   assert.is(records.filter((r) => r['phase'] === 'actor' && typeof r['step'] === 'number' && !r['eval']).length, 2, 'no step trained again');
+});
+
+t('a run interrupted mid-phase resumes without doubled records, even after a crash left extra records and a torn line', async () => {
+  const dir = join(scratch, 'srpo-interrupted');
+  const cfg = tinyConfig();
+  let polls = 0;
+  // polled after every step but a phase's last: behaviour 5 + critic 5, then actor step 4
+  await runOffline(SRPO, cfg, { dir, stopRequested: () => ++polls >= 14, ...quiet }).then(
+    () => assert.unreachable('the run was not interrupted'),
+    (e: unknown) => assert.instance(e, PhaseInterrupted),
+  );
+  // as if a crashed session had logged past the checkpoint at step 4 and died mid-line
+  appendFileSync(join(dir, 'log.jsonl'), `${JSON.stringify({ phase: 'actor', step: 5, eval: { mean: 999, std: 0 } })}\n{"phase": "actor", "st`);
+  const resumed = await runOffline(SRPO, cfg, { dir, resume: true, ...quiet });
+  assert.equal(resumed.evals.map((e) => e.step), [3, 6], 'each evaluation once; the crashed session\'s step-5 record dropped');
+  const records = JsonlLog.read(join(dir, 'log.jsonl'));
+  assert.is(records.filter((r) => r['phase'] === 'session').length, 2, 'both sessions logged, the record after the torn line intact');
+  assert.is(records.filter((r) => r['resumedAt'] === 4).length, 1);
+
+  const whole = await runOffline(SRPO, cfg, { dir: join(scratch, 'srpo-whole'), ...quiet });
+  assert.equal(resumed.evals, whole.evals, 'the interrupted run ends where the uninterrupted one does');
+  assert.equal(resumed.score, whole.score);
 });
 
 t('a phase loaded from a checkpoint is skipped and its networks are the file\'s', async () => {

@@ -19,6 +19,8 @@ import { SacAgent, Temperature, temperatureLoss } from '../algorithms/sac/agent.
 import { ReplayStore } from '../datasets/replay.ts';
 import { recordStep } from '../engine/record.ts';
 import { SAC_COMMAND, sacPreset } from '../algorithms/sac.ts';
+import { JsonlLog } from '../algorithms/common/monitor.ts';
+import { PhaseInterrupted } from '../algorithms/common/phase.ts';
 import { freshSeed, gpu, randn, rng } from './helpers.ts';
 
 const t = suite('sac');
@@ -146,6 +148,25 @@ t('command line: presets per environment, options applied, --help lists every op
   assert.equal([cfg.env, cfg.envSteps, cfg.actorLr, cfg.criticLr, cfg.alphaLr, cfg.autoAlpha, cfg.initAlpha, cfg.numEnvs], ['hopper', 500, 1e-3, 1e-3, 1e-3, false, 0.1, 2]);
   assert.throws(() => parseCli(spec, ['--preset', 'nope']), /preset/);
   assert.ok(sacPreset('pendulum', 'default').envSteps <= 10_000, "Pendulum's default budget is short");
+});
+
+t('an interrupted run, resumed: the summary counts the time, env steps and rate of every session', async () => {
+  const cfg = { ...sacPreset('pendulum', 'quick'), envSteps: 240, warmupSteps: 80, numEnvs: 4, evalEvery: 0, evalEpisodes: 2, logEvery: 40, checkpointEvery: 40 };
+  const dir = join(scratch, 'sessions');
+  const quiet = { quiet: true, stream: { write: () => true } };
+  let polls = 0;
+  await runOnline(SAC_COMMAND, cfg, { dir, ...quiet, stopRequested: () => ++polls >= 30 }).then(
+    () => assert.unreachable('the run was not interrupted'),
+    (e: unknown) => assert.instance(e, PhaseInterrupted),
+  );
+  const s = await runOnline(SAC_COMMAND, cfg, { dir, resume: true, ...quiet });
+  const sessions = JsonlLog.read(join(dir, 'log.jsonl')).filter((r) => r['phase'] === 'session') as { envSteps: number; seconds: { training: number } }[];
+  assert.is(sessions.length, 2);
+  assert.ok(sessions[0]!.envSteps > 0 && sessions[1]!.envSteps > 0, 'both sessions stepped');
+  assert.is(sessions[0]!.envSteps + sessions[1]!.envSteps, s.envSteps);
+  const training = sessions[0]!.seconds.training + sessions[1]!.seconds.training;
+  assert.ok(Math.abs(s.seconds.training - training) < 1e-9, 'training time of both sessions');
+  assert.ok(Math.abs(s.envStepsPerSecond - s.envSteps / training) < 1e-6 * s.envStepsPerSecond, 'the rate over the whole run');
 });
 
 t('CI-sized Pendulum run: SAC gets near the scripted controller (and far above uniform random) within 2400 env steps', async () => {

@@ -168,6 +168,11 @@ export class JsonlLog {
   constructor(path: string) {
     this.path = path;
     mkdirSync(dirname(path), { recursive: true });
+    // a line cut by a crash stays on its own, so the next record is not appended to it
+    if (existsSync(path)) {
+      const text = readFileSync(path);
+      if (text.length > 0 && text[text.length - 1] !== 0x0a) appendFileSync(path, '\n');
+    }
   }
 
   write(record: Record<string, unknown>): void {
@@ -188,6 +193,25 @@ export class JsonlLog {
     }
     return out;
   }
+}
+
+/**
+ * The records of a run as it stands: a `{ phase, resumedAt: k }` record (a phase resumed from its checkpoint at
+ * step k) drops that phase's earlier step records past k, which the resumed session logs again.
+ */
+export function currentRecords(records: readonly Record<string, unknown>[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const r of records) {
+    const at = r['resumedAt'];
+    if (typeof at === 'number') {
+      for (let i = out.length - 1; i >= 0; i--) {
+        const o = out[i]!;
+        if (o['phase'] === r['phase'] && typeof o['step'] === 'number' && o['step'] > at) out.splice(i, 1);
+      }
+    }
+    out.push(r);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import { CliError, assignDefined, isMainModule, runMain, type CliValues, type Op
 import { runCommand, runOptions, type RunSettings, type TrainingCommand } from './command.ts';
 import { offlineCurvesSvg } from './curves.ts';
 import { evaluatePolicy, type EvalConfig } from './evaluation.ts';
-import { formatDuration, JsonlLog, say, type ProgressStream } from './monitor.ts';
+import { currentRecords, formatDuration, JsonlLog, say, type ProgressStream } from './monitor.ts';
 import { loadOfflineData, type DataConfig, type OfflineData } from './offline-data.ts';
 import { phaseStart, runPhase, type PhaseRun, type RunContext } from './phase.ts';
 import { RUN_FILES, removeStaleTemps, writeFileAtomic } from './run-files.ts';
@@ -106,7 +106,7 @@ export interface OfflineSummary {
   /** A deterministic MLP fitted to the actions by mean squared error (the other behaviour cloning), when it ran. */
   bcMlpScore?: Score | null;
   datasetScore: (Score & { episodes: number }) | null;
-  /** Wall time per phase in seconds (this session; 0 for a phase loaded or already complete). */
+  /** Wall time per phase in seconds, summed over every session of the run (0 for a phase loaded from a file). */
   phaseSeconds: Record<string, number>;
   totalSeconds: number;
   evals: { step: number; mean: number; std: number }[];
@@ -126,7 +126,32 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
   removeStaleTemps(dir);
   const log = new JsonlLog(join(dir, RUN_FILES.log));
   const ctx: RunContext = { cfg, log, stream: run.stream, quiet: run.quiet, stopRequested: run.stopRequested, eager: run.eager };
+  // this session's wall times, logged however it ends (a kill -9 loses them) and summed over sessions in the summary
   const seconds: Record<string, number> = { setup: 0, ...Object.fromEntries(method.phases.map((p) => [p.name, 0])), evaluation: 0 };
+  let sessionLogged = false;
+  const logSession = () => {
+    if (sessionLogged) return;
+    sessionLogged = true;
+    log.write({ phase: 'session', seconds: { ...seconds, total: (performance.now() - tStart) / 1000 } });
+  };
+  try {
+    return await offlineSession(method, cfg, run, log, ctx, seconds, tStart, logSession);
+  } finally {
+    logSession();
+  }
+}
+
+async function offlineSession<C extends OfflineConfig, M>(
+  method: OfflineMethod<C, M>,
+  cfg: C,
+  run: OfflineRunSettings,
+  log: JsonlLog,
+  ctx: RunContext,
+  seconds: Record<string, number>,
+  tStart: number,
+  logSession: () => void,
+): Promise<OfflineSummary> {
+  const { dir } = run;
   const evaluationTimed = async <T>(fn: () => Promise<T>): Promise<T> => {
     const t = performance.now();
     try {
@@ -162,7 +187,7 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
   // ---- the phases; the last one is the deployed policy's, evaluated every evalEvery steps and at its end
   let policy: BatchPolicy | null = null;
   let final: EvaluateResult | null = null;
-  const evals: OfflineSummary['evals'] = [];
+  let lastSteps = 0;
   await scoreBaselines(null);
   for (const [i, spec] of method.phases.entries()) {
     const path = join(dir, `${spec.name}.safetensors`);
@@ -170,6 +195,7 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
     let evalMs = 0;
     if (i === method.phases.length - 1) {
       const deployed = (policy = method.policy(m, cfg, data, box));
+      lastSteps = phase.steps;
       phase.evalEvery = cfg.evalEvery;
       phase.evaluate = async (step) => {
         const t = performance.now();
@@ -184,12 +210,29 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
       const r = await runPhase(phase, ctx, start);
       seconds[spec.name] = (r.ms - evalMs) / 1000;
       seconds['evaluation']! += evalMs / 1000;
-      evals.push(...r.evals);
     }
     phase.finish?.();
     await scoreBaselines(spec.name);
   }
-  const result: EvaluateResult = final ?? (await evaluationTimed(() => evaluatePolicy(policy!, cfg)));
+  // ---- the run as the log holds it over every session: the deployed phase's evaluations, the wall times
+  const lastPhase = method.phases[method.phases.length - 1]!.name;
+  const records = () => currentRecords(JsonlLog.read(log.path));
+  const evalRecords = records().filter((r) => r['phase'] === lastPhase && typeof r['step'] === 'number' && r['eval']);
+  const evals = evalRecords.map((r) => ({ step: r['step'] as number, mean: (r['eval'] as Score).mean, std: (r['eval'] as Score).std }));
+  let score: OfflineSummary['score'];
+  const finalRecord = evalRecords.find((r) => r['step'] === lastSteps)?.['eval'] as (Score & { returnMean: number }) | undefined;
+  if (final) {
+    const r = final as EvaluateResult;
+    score = { mean: r.normalizedMean!, std: r.normalizedStd!, returnMean: r.mean, episodes: r.returns.length };
+  } else if (finalRecord) {
+    score = { mean: finalRecord.mean, std: finalRecord.std, returnMean: finalRecord.returnMean, episodes: cfg.evalEpisodes };
+  } else {
+    const r = await evaluationTimed(() => evaluatePolicy(policy!, cfg));
+    score = { mean: r.normalizedMean!, std: r.normalizedStd!, returnMean: r.mean, episodes: r.returns.length };
+  }
+  logSession();
+  const sessions = records().filter((r) => r['phase'] === 'session').map((r) => r['seconds'] as Record<string, number>);
+  const sum = (k: string) => sessions.reduce((acc, x) => acc + (x[k] ?? 0), 0);
 
   // ---- summary and curves
   const summary: OfflineSummary = {
@@ -197,11 +240,11 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
     task: cfg.task,
     env: cfg.env,
     dataset: file,
-    score: { mean: result.normalizedMean!, std: result.normalizedStd!, returnMean: result.mean, episodes: result.returns.length },
+    score,
     ...scores,
     datasetScore: data.datasetScore,
-    phaseSeconds: seconds,
-    totalSeconds: (performance.now() - tStart) / 1000,
+    phaseSeconds: Object.fromEntries(Object.keys(seconds).map((k) => [k, sum(k)])),
+    totalSeconds: sum('total'),
     evals,
     dir,
   };
@@ -209,7 +252,7 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
   writeFileAtomic(join(dir, RUN_FILES.summary), JSON.stringify(summary, null, 2));
   const lines = { ...Object.fromEntries(baselines.map((b) => [b.curve, scores[b.key] ?? null])), dataset: data.datasetScore };
   const phases = method.phases.map((p) => p.name);
-  writeFileAtomic(join(dir, RUN_FILES.curves), offlineCurvesSvg(JsonlLog.read(log.path), lines, { phases, evalPhase: phases[phases.length - 1]!, policy: method.policyName(cfg) }));
+  writeFileAtomic(join(dir, RUN_FILES.curves), offlineCurvesSvg(records(), lines, { phases, evalPhase: phases[phases.length - 1]!, policy: method.policyName(cfg) }));
   data.store.dispose();
   method.dispose(m);
   return summary;

@@ -7,7 +7,7 @@ import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
 import { CliError, assignDefined, isMainModule, runMain, userError, type CliSpec, type CliValues, type OptionSpec, type OptionSpecs } from './cli.ts';
 import { runCommand, runOptions, type RunSettings, type TrainingCommand } from './command.ts';
 import { onlineCurvesSvg } from './curves.ts';
-import { JsonlLog, formatDuration, say } from './monitor.ts';
+import { currentRecords, JsonlLog, formatDuration, say } from './monitor.ts';
 import { DEFAULT_EVAL_SEED, checkOnlineConfig, trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult, type OnlineRunOptions } from './online-loop.ts';
 import type { RunContext } from './phase.ts';
 import { RUN_FILES, removeStaleTemps, writeFileAtomic } from './run-files.ts';
@@ -148,7 +148,7 @@ export interface OnlineSummary {
   /** Reference returns on the same evaluation episodes. */
   references: Record<string, number>;
   seconds: { total: number; training: number; evaluation: number };
-  /** Over this session's training time (evaluations excluded). */
+  /** Over the training time of every session (evaluations excluded). */
   envStepsPerSecond: number;
   updatesPerSecond: number;
   dir: string;
@@ -184,7 +184,11 @@ export async function runOnline<C extends OnlineCommandConfig, S extends OptionS
     agent.dispose();
   }
   const lastEval = result.evals[result.evals.length - 1];
-  const trainingMs = Math.max(1, result.ms - result.evalMs);
+  // times and rates over every session of the run
+  const records = currentRecords(JsonlLog.read(log.path));
+  const sessions = records.filter((r) => r['phase'] === 'session') as { seconds: Record<string, number>; envSteps: number; updates: number }[];
+  const total = (k: string) => sessions.reduce((acc, x) => acc + (x.seconds[k] ?? 0), 0);
+  const trainingSeconds = Math.max(1e-3, total('training'));
   const summary: OnlineSummary = {
     algorithm: cmd.title,
     env: envId,
@@ -194,14 +198,14 @@ export async function runOnline<C extends OnlineCommandConfig, S extends OptionS
     final: lastEval ? { mean: lastEval.mean, std: lastEval.std, episodes: result.lastReturns.length } : null,
     evals: result.evals,
     references,
-    seconds: { total: result.ms / 1000, training: trainingMs / 1000, evaluation: result.evalMs / 1000 },
-    envStepsPerSecond: ((result.envSteps - result.startEnvSteps) * 1000) / trainingMs,
-    updatesPerSecond: ((result.updates - result.startUpdates) * 1000) / trainingMs,
+    seconds: { total: total('total'), training: total('training'), evaluation: total('evaluation') },
+    envStepsPerSecond: sessions.reduce((acc, x) => acc + x.envSteps, 0) / trainingSeconds,
+    updatesPerSecond: sessions.reduce((acc, x) => acc + x.updates, 0) / trainingSeconds,
     dir,
   };
   log.write({ phase: 'summary', ...summary });
   writeFileAtomic(join(dir, RUN_FILES.summary), JSON.stringify(summary, null, 2));
-  writeFileAtomic(join(dir, RUN_FILES.curves), onlineCurvesSvg(JsonlLog.read(log.path), references, { phase: cmd.name, policy: cmd.title }));
+  writeFileAtomic(join(dir, RUN_FILES.curves), onlineCurvesSvg(records, references, { phase: cmd.name, policy: cmd.title }));
   return summary;
 }
 

@@ -260,6 +260,7 @@ class OnlineLoop {
       Object.assign(this.state, saved);
       this.lastGoodCheckpoint = path;
       say(this.ctx, `${this.phase}: ${saved.complete ? 'complete' : `resuming at ${saved.envSteps} env steps, ${saved.updates} updates`} (${path})`);
+      if (!saved.complete) this.ctx.log?.write({ phase: this.phase, resumedAt: saved.envSteps });
     }
     this.startEnvSteps = this.state.envSteps;
     this.startUpdates = this.state.updates;
@@ -430,6 +431,17 @@ class OnlineLoop {
     }
   }
 
+  /** This session's share of the run (its times, env steps and updates), for the log however the session ends. */
+  sessionRecord(): Record<string, unknown> {
+    const ms = performance.now() - this.t0;
+    return {
+      phase: 'session',
+      seconds: { total: ms / 1000, training: (ms - this.evalMs) / 1000, evaluation: this.evalMs / 1000 },
+      envSteps: this.state.envSteps - this.startEnvSteps,
+      updates: this.state.updates - this.startUpdates,
+    };
+  }
+
   dispose(): void {
     this.store.dispose();
     this.venv.close();
@@ -461,6 +473,7 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
     loop.resume();
     if (!loop.done) await loop.run();
   } finally {
+    ctx.log?.write(loop.sessionRecord());
     loop.dispose();
   }
   return loop.result();

@@ -161,5 +161,6 @@ export async function phaseStart(
   // a complete phase needs only its networks (a copy of a loaded file holds nothing else)
   loadCheckpoint(path, state.complete ? { modules: parts.modules } : parts);
   say(opts, `${phase}: ${state.complete ? 'complete' : `resuming at step ${state.step}`} (${path})`);
+  if (!state.complete) log.write({ phase, resumedAt: state.step });
   return state.complete ? 'done' : state.step;
 }
