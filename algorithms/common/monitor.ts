@@ -291,10 +291,13 @@ export class LossMeter {
       return { k, names, data };
     });
     this.count = 0;
+    // all reads settle together, so a device lost mid-read rejects once and leaves no read unobserved
+    const all = Promise.all(reads.map((r) => r.data));
     return (async () => {
       const out: Record<string, number> = {};
-      for (const { k, names, data } of reads) {
-        const values = await data;
+      const data = await all;
+      for (const [j, { k, names }] of reads.entries()) {
+        const values = data[j]!;
         if (names) names.forEach((name, i) => (out[name] = n > 0 ? values[i]! / n : Number.NaN));
         else out[k] = n > 0 ? values[0]! / n : Number.NaN;
       }

@@ -13,7 +13,7 @@ import { offlineCurvesSvg } from './curves.ts';
 import { evaluatePolicy, type EvalConfig } from './evaluation.ts';
 import { currentRecords, formatDuration, JsonlLog, say, type ProgressStream } from './monitor.ts';
 import { loadOfflineData, type DataConfig, type OfflineData } from './offline-data.ts';
-import { phaseStart, runPhase, type PhaseRun, type RunContext } from './phase.ts';
+import { phaseStart, runPhase, sessionEnd, type PhaseRun, type RunContext } from './phase.ts';
 import { RUN_FILES, removeStaleTemps, writeFileAtomic } from './run-files.ts';
 
 /** What every offline method's configuration holds. */
@@ -129,15 +129,16 @@ export async function runOffline<C extends OfflineConfig, M>(method: OfflineMeth
   // this session's wall times, logged however it ends (a kill -9 loses them) and summed over sessions in the summary
   const seconds: Record<string, number> = { setup: 0, ...Object.fromEntries(method.phases.map((p) => [p.name, 0])), evaluation: 0 };
   let sessionLogged = false;
-  const logSession = () => {
+  const logSession = (err?: unknown) => {
     if (sessionLogged) return;
     sessionLogged = true;
-    log.write({ phase: 'session', seconds: { ...seconds, total: (performance.now() - tStart) / 1000 } });
+    log.write({ phase: 'session', ...sessionEnd(err), seconds: { ...seconds, total: (performance.now() - tStart) / 1000 } });
   };
   try {
     return await offlineSession(method, cfg, run, log, ctx, seconds, tStart, logSession);
-  } finally {
-    logSession();
+  } catch (err) {
+    logSession(err);
+    throw err;
   }
 }
 
@@ -149,7 +150,7 @@ async function offlineSession<C extends OfflineConfig, M>(
   ctx: RunContext,
   seconds: Record<string, number>,
   tStart: number,
-  logSession: () => void,
+  logSession: (err?: unknown) => void,
 ): Promise<OfflineSummary> {
   const { dir } = run;
   const evaluationTimed = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -284,8 +285,16 @@ export function printOfflineSummary<C extends OfflineConfig, M>(method: OfflineM
 export function applyDatasetArgs(cfg: { task: string; dataset: string; env: string }, args: { dataset?: string; env?: string }): void {
   if (args.dataset !== undefined) cfg.dataset = args.dataset;
   if (!cfg.dataset) throw new CliError(`task '${cfg.task}' has no shipped dataset; pass --dataset path/to/${cfg.task}.hdf5`);
+  const implied = args.dataset !== undefined ? envForDataset(args.dataset) : null;
+  // a task's settings are tuned for its environment: training them on another one's data must be asked for
+  if (implied && cfg.env && implied !== cfg.env && args.env === undefined) {
+    throw new CliError(
+      `--dataset ${args.dataset} is ${implied} data, but task '${cfg.task}' holds settings for ${cfg.env}; ` +
+        `choose a task for ${implied} (see --help), or pass --env ${implied} to train these settings on it anyway`,
+    );
+  }
   if (args.env !== undefined) cfg.env = args.env;
-  else if (args.dataset !== undefined) cfg.env = envForDataset(args.dataset) ?? cfg.env;
+  else if (implied) cfg.env = implied;
 }
 
 /** The options every offline command shares: the dataset and environment, the seed, evaluation, logging, checkpoints. */

@@ -15,7 +15,7 @@ import { makeEnv, makeVecEnv } from '../../envs/registry.ts';
 import { evaluate, gpuPolicy, meanStd, type BatchPolicy } from '../../envs/evaluate.ts';
 import { userError } from './cli.ts';
 import { GpuChurnGuard, Progress, assertFinite, formatNumber, say } from './monitor.ts';
-import { PhaseInterrupted, type RunContext } from './phase.ts';
+import { PhaseInterrupted, sessionEnd, type RunContext } from './phase.ts';
 import { loadCheckpoint, readCheckpointInfo, saveCheckpoint, type CheckpointParts } from './run-files.ts';
 import { StepScheduler } from './step-scheduler.ts';
 
@@ -469,11 +469,15 @@ export async function trainOnline(agent: OnlineAgent, cfg: OnlineConfig, ctx: Ru
     throw new Error(`trainOnline: ${cfg.env} has obs ${venv.obsDim}, act ${venv.actDim}; the agent expects obs ${agent.obsDim}, act ${agent.actDim}`);
   }
   const loop = new OnlineLoop(agent, cfg, ctx, opts, venv);
+  let failure: unknown;
   try {
     loop.resume();
     if (!loop.done) await loop.run();
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
-    ctx.log?.write(loop.sessionRecord());
+    ctx.log?.write({ ...loop.sessionRecord(), ...sessionEnd(failure) });
     loop.dispose();
   }
   return loop.result();

@@ -1,8 +1,8 @@
 // A training phase: its steps run by the step scheduler, progress, log, NaN checks, evaluations, checkpoints and
 // Ctrl-C, and the decision where a phase starts (loaded from a file, resumed, complete, or from scratch).
 import { existsSync } from 'node:fs';
-import { formatNumber, GpuChurnGuard, Progress, assertFinite, say, type ProgressStream } from './monitor.ts';
-import { loadCheckpoint, readCheckpointInfo, saveCheckpoint, type CheckpointParts } from './run-files.ts';
+import { formatNumber, GpuChurnGuard, NonFiniteLossError, Progress, assertFinite, say, type ProgressStream } from './monitor.ts';
+import { NonFiniteStateError, loadCheckpoint, readCheckpointInfo, saveCheckpoint, type CheckpointParts } from './run-files.ts';
 import { StepScheduler, type StepLosses } from './step-scheduler.ts';
 
 export interface PhaseRun {
@@ -42,6 +42,15 @@ export interface RunContext {
   quiet?: boolean;
   /** Run every phase eagerly instead of replaying a recorded step (debugging). */
   eager?: boolean;
+}
+
+/** How a training session ended, for its log record: done, interrupted (Ctrl-C), non-finite (a NaN or Inf loss or state), or error. */
+export function sessionEnd(err: unknown): { end: 'done' | 'interrupted' | 'non-finite' | 'error'; error?: string } {
+  if (err === undefined) return { end: 'done' };
+  const error = err instanceof Error ? err.message : String(err);
+  if (err instanceof PhaseInterrupted) return { end: 'interrupted', error };
+  if (err instanceof NonFiniteLossError || err instanceof NonFiniteStateError) return { end: 'non-finite', error };
+  return { end: 'error', error };
 }
 
 /** A phase stopped on request (Ctrl-C) after writing its checkpoint. */

@@ -206,7 +206,7 @@ export async function encodeCheckpoint(state: CheckpointState): Promise<Uint8Arr
   const gens: Record<string, { seed: number; counter: number }> = {};
   for (const [name, g] of Object.entries(state.generators ?? {})) gens[name] = { seed: g.seed, counter: g.counter };
   const bad = firstNonFinite(entries.map((e) => [e.name, e.data as TensorData]));
-  if (bad) throw new Error(`checkpoint not written: ${bad} is not finite`);
+  if (bad) throw new NonFiniteStateError(`${bad} is not finite: the training diverged; checkpoint not written`);
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     step: String(state.step),
@@ -219,12 +219,23 @@ export async function encodeCheckpoint(state: CheckpointState): Promise<Uint8Arr
   return encodeSafetensors(entries, metadata);
 }
 
+/** Networks or optimiser state holding NaN or Inf: a diverged run, whose losses may still look finite. */
+export class NonFiniteStateError extends Error {
+  readonly userFacing = true;
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteStateError';
+  }
+}
+
 /** Writes a checkpoint atomically (see writeFileAtomic); a state holding NaN or Inf is refused and the old file kept. */
 export async function saveCheckpoint(path: string, state: CheckpointState): Promise<void> {
   let bytes: Uint8Array;
   try {
     bytes = await encodeCheckpoint(state);
   } catch (err) {
+    if (err instanceof NonFiniteStateError) throw new NonFiniteStateError(`checkpoint ${path}: ${err.message}`);
     throw checkpointError(path, err instanceof Error ? err.message : String(err));
   }
   writeFileAtomic(path, bytes);

@@ -91,6 +91,8 @@ export class StepScheduler {
     this.lastRead = step;
     const values = this.meter.pending > 0 ? this.meter.drainLater() : Promise.resolve({});
     const ticket = values.then((v) => ({ step, fromStep, values: v, extra }));
+    // a readback still in flight when the loop stops (an error, a non-finite loss) is never awaited
+    ticket.catch(() => {});
     await this.flush();
     if (wait) this.report(await ticket);
     else this.pending = ticket;
