@@ -13,5 +13,7 @@ if (!total || !passed) {
 }
 const p = Number(passed[1]);
 const f = Number(total[1]) - p;
+const skipped = Number(/Skipped:\s+(\d+)/.exec(clean)?.[1] ?? 0);
+if (skipped > 0) console.log(`${skipped} skipped (see the test output for why)`);
 console.log(`${p} passed, ${f} failed`);
 process.exit(f > 0 ? 1 : 0);
