@@ -51,7 +51,7 @@ function criticStep(actor: DiffusionActor, critic: TwinQCritic, cfg: EdpConfig, 
 }
 
 /** TD3's guide term at a0Hat: alpha times the random head's normalised -Q (critic frozen). */
-function td3Guide(critic: TwinQCritic, cfg: EdpConfig, obs: Tensor, a0Hat: Tensor, gen: Generator): Tensor {
+export function td3Guide(critic: TwinQCritic, cfg: EdpConfig, obs: Tensor, a0Hat: Tensor, gen: Generator): Tensor {
   return frozen([critic.q], () => {
     const [q1, q2] = critic.q.forward(obs, a0Hat);
     return scale(randomHeadQLoss(q1, q2, gen, 'same'), cfg.alpha);
@@ -70,7 +70,7 @@ export function crrAdvantage(critic: TwinQCritic, cfg: EdpConfig, batch: ReplayB
 }
 
 /** One policy step on diffCoef L_diff + guideCoef guide; returns the loss and its terms. */
-function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: Tensor): StepLosses {
+export function policyStep(actor: DiffusionActor, cfg: EdpConfig, diff: Tensor, guide: Tensor): StepLosses {
   const loss = add(scale(diff, cfg.diffCoef), scale(guide, cfg.guideCoef));
   actor.optimizer.group.zeroGrad();
   backward(loss);

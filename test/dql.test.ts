@@ -20,7 +20,8 @@ import { ddpmSample } from '../algorithms/diffusion/samplers.ts';
 import { DiscreteSchedule } from '../algorithms/diffusion/schedules.ts';
 import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
 import { runPhase } from '../algorithms/common/phase.ts';
-import { trainPhase } from '../algorithms/common/diffusion-policy.ts';
+import { selectAction, trainPhase, type TargetCritic } from '../algorithms/common/diffusion-policy.ts';
+import type { BehaviorModel } from '../algorithms/diffusion/behavior.ts';
 import { makeModels, taskConfig, type DqlConfig, type DqlModels } from '../algorithms/dql.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
 
@@ -164,6 +165,18 @@ t('a resumed run takes exactly the steps of an uninterrupted one (EMA copy and u
   }
   for (const b of [whole, first, second]) b.m.dispose();
   store.dispose();
+});
+
+t('the deployed policy picks by the target critic: among the candidates, the one with the highest Q', async () => {
+  const S = 16;
+  const n = 6;
+  // candidate j of state i is the action (j - 2.5) * 0.3 (+ a per-state shift); Q = 100 a favours the largest
+  const candidates = Float32Array.from({ length: S * n }, (_, r) => ((r % n) - 2.5) * 0.3 + 0.01 * Math.floor(r / n));
+  const shuffled = Float32Array.from(candidates, (_, r) => candidates[Math.floor(r / n) * n + ((r % n) * 5) % n]!);
+  const policy = { sample: () => tensor(shuffled, [S * n, 1]) } as unknown as BehaviorModel;
+  const critic = { qTarget: { min: (_s: Tensor, a: Tensor) => scale(a, 100) } } as unknown as TargetCritic;
+  const picked = await tidy(() => selectAction(policy, critic, tensor(new Float32Array(S * 2), [S, 2]), new Generator(3), { candidates: n, sampler: 'ddpm', steps: 5 })).read();
+  for (let i = 0; i < S; i++) assert.ok(Math.abs(picked[i]! - (2.5 * 0.3 + 0.01 * i)) < 1e-6, `state ${i}: picked ${picked[i]}`);
 });
 
 t.run();

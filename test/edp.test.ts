@@ -18,7 +18,7 @@ import type { TwinQCritic } from '../algorithms/common/twin-q-critic.ts';
 import { zeros } from '../engine/basic.ts';
 import { minimum, sub } from '../engine/ops/elementwise.ts';
 import { IQLCritic, awrLoss, expectileLoss } from '../algorithms/common/iql.ts';
-import { crrAdvantage, makeModels, taskConfig, trainStep, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
+import { crrAdvantage, makeModels, policyStep, taskConfig, td3Guide, trainStep, type Backbone, type EdpConfig, type EdpModels } from '../algorithms/edp.ts';
 import { QUICK_BACKBONE_OVERRIDES } from '../algorithms/edp/presets.ts';
 import { allFinite, parameterValues, quietContext, recorder, series, syntheticTransitions } from './offline-fixtures.ts';
 
@@ -213,6 +213,33 @@ t("IQL in EDP's order: V steps first and the policy's weights use the updated V"
   assert.ok(Math.abs(stale - want) > 100 * tol, `the V step changes the weights (${stale} vs ${want})`);
   for (const m of [stepped, byHand]) m.dispose();
   for (const x of [terms, ...guides, zeroLogStd]) x.dispose();
+  store.dispose();
+});
+
+t('the TD3 guide is an ascent on Q: one guide-only policy step raises Q at the same action approximation', async () => {
+  const obsDim = 3;
+  const actDim = 2;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(512, obsDim, actDim, 11));
+  const cfg = tinyConfig('td3', { diffCoef: 0, lr: 1e-3, gradClip: 0 });
+  const m = makeModels(obsDim, actDim, cfg);
+  const critic = m.critic as TwinQCritic;
+  // equal heads, so the guide's random head and the scoring min are one function (the copy goes through the
+  // host: both heads live in one flat buffer)
+  const heads = [critic.q.q1.parameters(), critic.q.q2.parameters()];
+  for (let i = 0; i < heads[0]!.length; i++) heads[1]![i]!.set(await heads[0]![i]!.read());
+  const batch = store.sample(256, new Generator(4));
+  const meanQ = async () => {
+    const q = await tidy(() => noGrad(() => critic.q.min(batch.obs, m.actor.diffusion.actionApproximation(batch.actions, batch.obs, new Generator(21)).a0Hat))).read();
+    return Array.from(q).reduce((x, y) => x + y, 0) / q.length;
+  };
+  const before = await meanQ();
+  tidy(() => {
+    const { loss: diff, a0Hat } = m.actor.diffusion.actionApproximation(batch.actions, batch.obs, new Generator(21));
+    policyStep(m.actor, cfg, diff, td3Guide(critic, cfg, batch.obs, a0Hat, new Generator(22)));
+  });
+  const after = await meanQ();
+  assert.ok(after > before, `mean Q at the same a0Hat: ${before} before the step, ${after} after`);
+  m.dispose();
   store.dispose();
 });
 

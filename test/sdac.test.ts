@@ -332,11 +332,7 @@ t('act: actions in [-1, 1] when exploring, deterministic policy without noise', 
   agent.dispose();
 });
 
-t('learns a contextual bandit: the deterministic policy moves to argmax_a r(s, a) = 0.6 tanh(2 s_0)', async () => {
-  const cfg: SDACAgentConfig = {
-    ...TINY, seed: 5, batch: 64, T: 10, actorHidden: 32, actorDepth: 2, criticHidden: [32, 32], particles: 4, reverseSamples: 16,
-    actorLr: 3e-3, actorLrEnd: 3e-3, criticLr: 3e-3, alphaEvery: 2, alphaLr: 0.05,
-  };
+t('learns a contextual bandit: the deterministic policy moves to argmax_a r(s, a) = 0.6 tanh(2 s_0), which the energy weights do', async () => {
   const best = (s0: number) => 0.6 * Math.tanh(2 * s0);
   const r = rng(12345);
   const n = 2048;
@@ -345,29 +341,44 @@ t('learns a contextual bandit: the deterministic policy moves to argmax_a r(s, a
   const rewards = Float32Array.from({ length: n }, (_, i) => -5 * (actions[i]! - best(obs[2 * i]!)) ** 2);
   const store = ReplayStore.empty(n, 2, 1);
   store.add({ observations: obs, actions, rewards, nextObservations: obs, dones: new Float32Array(n).fill(1) });
-  const agent = new SDACAgent(2, 1, cfg);
   const probe = randn(64 * 2, r);
-  const error = async () => {
-    const a = await tidy(() => agent.act(tensor(probe, [64, 2]), false)).read();
-    let e = 0;
-    for (let i = 0; i < 64; i++) e += Math.abs(a[i]! - best(probe[2 * i]!));
-    return e / 64;
+  // mean |a - a*| of the deterministic policy before and after 400 updates
+  const train = async (energyScale: number, particles: number) => {
+    const cfg: SDACAgentConfig = {
+      ...TINY, seed: 5, batch: 64, T: 10, actorHidden: 32, actorDepth: 2, criticHidden: [32, 32], particles, reverseSamples: 16,
+      actorLr: 3e-3, actorLrEnd: 3e-3, criticLr: 3e-3, alphaEvery: 2, alphaLr: 0.05, energyScale,
+    };
+    const agent = new SDACAgent(2, 1, cfg);
+    const error = async () => {
+      const a = await tidy(() => agent.act(tensor(probe, [64, 2]), false)).read();
+      let e = 0;
+      for (let i = 0; i < 64; i++) e += Math.abs(a[i]! - best(probe[2 * i]!));
+      return e / 64;
+    };
+    const before = await error();
+    const recs = new Map<number, RecordedStep<Record<string, Tensor>>>();
+    for (let u = 0; u < 400; u++) {
+      const v = agent.updateVariant(u);
+      const rec = recs.get(v);
+      if (rec) rec.replay();
+      else if (u < 2) tidy(() => void agent.update(store, v));
+      else recs.set(v, recordStep(() => agent.update(store, v)));
+    }
+    const after = await error();
+    const { alpha } = await agent.stats();
+    for (const rec of recs.values()) rec.dispose();
+    agent.dispose();
+    return { before, after, alpha: alpha! };
   };
-  const before = await error();
-  const recs = new Map<number, RecordedStep<Record<string, Tensor>>>();
-  for (let u = 0; u < 400; u++) {
-    const v = agent.updateVariant(u);
-    const rec = recs.get(v);
-    if (rec) rec.replay();
-    else if (u < 2) tidy(() => void agent.update(store, v));
-    else recs.set(v, recordStep(() => agent.update(store, v)));
-  }
-  const after = await error();
-  const { alpha } = await agent.stats();
-  assert.ok(after < 0.45 && after < before / 2, `mean |a - a*| before ${before.toFixed(3)}, after ${after.toFixed(3)} (alpha ${alpha!.toFixed(2)})`);
-  for (const rec of recs.values()) rec.dispose();
+  const weighted = await train(TINY.energyScale, 4);
+  const single = await train(TINY.energyScale, 1);
+  const uniform = await train(0, 1);
+  const report = `mean |a - a*|: before ${weighted.before.toFixed(3)}, after ${weighted.after.toFixed(3)} (alpha ${weighted.alpha.toFixed(2)}); ` +
+    `one particle: ${single.after.toFixed(3)}, and with uniform weights (energy scale 0) ${uniform.after.toFixed(3)}`;
+  assert.ok(weighted.after < 0.45 && weighted.after < weighted.before / 2, report);
+  // with one particle the energy weights are the only Q guidance: without them the policy stays nearer the data's
+  assert.ok(single.after < 0.9 * uniform.after, report);
   store.dispose();
-  agent.dispose();
 });
 
 t('online curves: evaluation records of two logs side by side at equal env steps', () => {
