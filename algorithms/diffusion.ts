@@ -41,7 +41,7 @@ const OPTIONS = {
   'sample-steps': { type: 'integer', positive: true, description: 'network evaluations of ddim / dpm / dpm-2m / edm-* (default: ddim all T, dpm 15, edm 18)' },
   samples: { type: 'integer', default: 2000, positive: true, description: 'samples per sampler (and per held-out data draw)' },
   'train-size': { type: 'integer', default: 10000, positive: true, description: 'dataset size drawn for training' },
-  seed: { type: 'integer', nonNegative: true, description: 'seed of data, initialisation and sampling (default: random)' },
+  seed: { type: 'integer', nonNegative: true, default: 0, description: 'seed of data, initialisation and sampling' },
   'checkpoint-every': { type: 'integer', default: 1000, positive: true, description: 'steps between checkpoint writes' },
   out: { type: 'string', placeholder: 'dir', description: 'output directory (default runs/diffusion-<dataset>-<model>-<timestamp>)' },
 } as const satisfies Record<string, OptionSpec>;
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   if (T !== undefined && samplers.includes('ddim') && (args['sample-steps'] ?? 0) > T) {
     throw new CliError(`--sample-steps ${args['sample-steps']} exceeds the chain's ${T} steps (ddim takes a subset of them)`);
   }
-  const seed = args.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const seed = args.seed;
 
   const rt: Runtime = await init();
   const software = rt.info.adapterClass === 'software';

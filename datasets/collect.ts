@@ -290,7 +290,7 @@ rewards, next_observations, terminals, timeouts, infos/qpos, infos/qvel, metadat
                       without noise (ref max); recorded as metadata/ref_min_score, ref_max_score
   --reference-seed S  first episode seed of the reference runs (default 1000000, apart from the data's seeds)
   --compression L     gzip level 0-9 (default 4)
-  --out FILE          output path (default datasets/data/<env>-<policy>-noise<STD>-seed<S>.hdf5)
+  --out FILE          output path (default runs/datasets/<env>-<policy>-noise<STD>-seed<S>.hdf5)
   -h, --help          this text`;
 
 function parseNumber(flag: string, text: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
@@ -351,7 +351,7 @@ async function main(argv: string[]): Promise<void> {
   const policy = scriptedPolicy(policyName, probe, { seed });
   probe.close();
   const makeEnvFn = () => makeEnv(envId, { seed });
-  const out = args.out ?? `datasets/data/${envId}-${policyName}-noise${noiseStd}-seed${seed}.hdf5`;
+  const out = args.out ?? `runs/datasets/${envId}-${policyName}-noise${noiseStd}-seed${seed}.hdf5`;
 
   const metadata: Record<string, string | number | boolean> = {};
   if (referenceEpisodes !== undefined) {

@@ -229,4 +229,28 @@ t('toy bandit: >= 95% of the one-step policy\'s samples lie within 0.2 of the be
   assert.ok(r.best >= 0.95, `share within 0.2 of (0.8, -0.8): ${JSON.stringify(r)}`);
 });
 
+t('the trust region pulls the policy to the behaviour model: with a flat critic, one actor step lowers L_TR at the same draws', async () => {
+  const obsDim = 4;
+  const actDim = 3;
+  const store = ReplayStore.fromTransitions(syntheticTransitions(512, obsDim, actDim, 11));
+  const m = makeModels(obsDim, actDim, tinyConfig({ alpha: 1, gamma: 0, lr: 1e-3 }));
+  // the heads' last layers zeroed: Q is a constant, so the trust region alone moves the policy
+  for (const head of [m.critic.q.q1, m.critic.q.q2]) {
+    const params = head.parameters();
+    const lastWeight = params[params.length - 2]!;
+    lastWeight.set(new Float32Array(lastWeight.size));
+  }
+  const batch = store.sample(128, new Generator(4));
+  const trustRegion = async () => {
+    const gen = new Generator(21);
+    return (await tidy(() => noGrad(() => m.diffusion.trustRegionLoss(m.actor.sample(batch.obs, gen), batch.obs, gen))).read())[0]!;
+  };
+  const before = await trustRegion();
+  tidy(() => void actorStep(m, batch, new Generator(21)));
+  const after = await trustRegion();
+  assert.ok(after < before, `L_TR at the same draws: ${before} before the step, ${after} after`);
+  disposeModels(m);
+  store.dispose();
+});
+
 t.run();

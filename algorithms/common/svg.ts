@@ -230,6 +230,9 @@ function svgDocument(width: number, height: number, body: string[]): string {
  * A line chart of one or more series (e.g. losses against steps) with axes, tick labels, axis labels and a
  * legend. Non-finite points (and non-positive ones on a log axis) break the line.
  */
+/** Series with at most this many points get a marker at each. */
+const MARKED_POINTS = 12;
+
 export function lineSvg(series: LineSeries[], opts: LineOptions = {}): string {
   if (series.length === 0) throw new Error('lineSvg: no series');
   series.forEach((s, i) => {
@@ -240,7 +243,9 @@ export function lineSvg(series: LineSeries[], opts: LineOptions = {}): string {
   const maxPoints = Math.max(2, opts.maxPoints ?? 2000);
   const logY = opts.logY ?? false;
   const ty = (v: number) => (logY ? (v > 0 ? Math.log10(v) : NaN) : v);
-  const margin = { left: 62, right: 16, top: opts.title ? 30 : 14, bottom: opts.xLabel ? 44 : 30 };
+  // the legend has a column of its own right of the plot, so it never covers a line
+  const legendWidth = Math.min(Math.round(width * 0.4), 34 + 6.5 * Math.max(...series.map((s) => s.name.length)));
+  const margin = { left: 62, right: 16 + legendWidth, top: opts.title ? 30 : 14, bottom: opts.xLabel ? 44 : 30 };
   const w = width - margin.left - margin.right;
   const h = height - margin.top - margin.bottom;
   const usable = (s: LineSeries, i: number) => Number.isFinite(s.x[i]!) && Number.isFinite(ty(s.y[i]!));
@@ -296,8 +301,14 @@ export function lineSvg(series: LineSeries[], opts: LineOptions = {}): string {
       pen = true;
     }
     body.push(`<path class="series" d="${d}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
+    // a series of few points shows them, so a two-point line reads as two measurements
+    const points = [...Array(n).keys()].filter((i) => usable(s, i));
+    if (points.length > 0 && points.length <= MARKED_POINTS) {
+      const dots = points.map((i) => `<circle cx="${fmt1(sx(s.x[i]!))}" cy="${fmt1(sy(ty(s.y[i]!)))}" r="3"/>`).join('');
+      body.push(`<g class="markers" fill="${color}">${dots}</g>`);
+    }
     const ly = margin.top + 12 + 16 * k;
-    const lx = margin.left + w - 150;
+    const lx = margin.left + w + 12;
     body.push(`<g class="legend" ${FONT} font-size="11"><path d="M${lx},${ly}h18" stroke="${color}" stroke-width="2"/><text x="${lx + 24}" y="${ly}" dominant-baseline="middle">${escapeXml(s.name)}</text></g>`);
   });
   return svgDocument(width, height, body);
