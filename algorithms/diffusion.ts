@@ -27,6 +27,7 @@ import { lineSvg, scatterSvg, type ScatterPanel } from './common/svg.ts';
 import { CliError, parseCli, runMain, type CliSpec, type OptionSpec } from './common/cli.ts';
 import { GpuChurnGuard, JsonlLog, Progress, formatDuration, formatNumber } from './common/monitor.ts';
 import { createRunDir, removeStaleTemps, writeFileAtomic } from './common/run-files.ts';
+import { writePicture } from './common/picture.ts';
 
 const OPTIONS = {
   dataset: { type: 'string', default: 'toy:8gaussians', placeholder: 'toy:name', description: `toy:<name> with name one of ${TOY_NAMES.join(', ')}` },
@@ -193,7 +194,7 @@ async function main(): Promise<void> {
   const stopped = result.step < args.steps;
   console.log(`${stopped ? `stopped at step ${result.step}` : 'trained'} in ${formatDuration(trainSeconds * 1000)}; checkpoint ${checkpointPath}`);
   const losses = result.history.map((h) => h.loss);
-  writeFileAtomic(
+  writePicture(
     join(dir, 'loss.svg'),
     lineSvg([{ name: `${kind} loss`, x: result.history.map((h) => h.step), y: losses }], {
       title: `${kind} behaviour loss on toy:${dataset}`,
@@ -231,7 +232,7 @@ async function main(): Promise<void> {
   }
   cond?.dispose();
   const svgPath = join(dir, 'samples.svg');
-  writeFileAtomic(svgPath, scatterSvg(panels, { maxPoints: 2000 }));
+  writePicture(svgPath, scatterSvg(panels, { maxPoints: 2000 }));
   writeFileAtomic(
     join(dir, 'metrics.json'),
     `${JSON.stringify(

@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { saveModule, loadModule } from '../engine/safetensors.ts';
 import { dispose as disposeEngine } from '../engine/runtime.ts';
 import { CliError, isMainModule, parseCli, runMain, type CliSpec, type OptionSpec, type OptionSpecs } from '../algorithms/common/cli.ts';
-import { JsonlLog, formatDuration } from '../algorithms/common/monitor.ts';
+import { JsonlLog, currentRecords, formatDuration } from '../algorithms/common/monitor.ts';
+import { writePicture } from '../algorithms/common/picture.ts';
 import { RUN_FILES, createRunDir, encodeCheckpoint, loadCheckpoint } from '../algorithms/common/run-files.ts';
 import { openDevice, tuningLog } from '../algorithms/common/command.ts';
 import type { RunContext } from '../algorithms/common/phase.ts';
@@ -688,7 +689,7 @@ export async function recipeMain(argv: string[] = process.argv.slice(2)): Promis
     } finally {
       agent.dispose();
     }
-    writeFileSync(join(dir, RUN_FILES.curves), onlineCurvesSvg(JsonlLog.read(log.path), {}, { phase: 'online', policy: cmd.title }));
+    writePicture(join(dir, RUN_FILES.curves), onlineCurvesSvg(currentRecords(JsonlLog.read(log.path)), {}, { phase: 'online', policy: cmd.title }));
     const m = result.medium;
     console.log(`\n${cmd.title} recipe on ${envId}\n\n${result.summaryTable}\n`);
     console.log(`  medium policy      ${m.reached ? '' : 'NOT REACHED, best evaluation used: '}return ${formatFixed(m.evalMean, 1)} at ${m.envSteps} env steps, ${m.updates} updates; target ${m.rule}`);

@@ -3,7 +3,7 @@
 // Also the command line every offline method gets from its description.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers.ts';
@@ -51,9 +51,12 @@ t('one run writes the summary, log, checkpoints and curves; a resumed finished r
   const dir = join(scratch, 'srpo');
   const cfg = tinyConfig();
   const first: OfflineSummary = await runOffline(SRPO, cfg, { dir, ...quiet });
-  for (const f of ['summary.json', 'log.jsonl', 'curves.svg', 'behavior.safetensors', 'critic.safetensors', 'actor.safetensors', 'obs_stats.json']) {
+  for (const f of ['summary.json', 'log.jsonl', 'curves.svg', 'curves.png', 'behavior.safetensors', 'critic.safetensors', 'actor.safetensors', 'obs_stats.json']) {
     assert.ok(existsSync(join(dir, f)), `${f} written`);
   }
+  const png = readFileSync(join(dir, 'curves.png'));
+  assert.equal([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
+  assert.ok(png.readUInt32BE(16) >= 1280, 'rendered at twice the SVG width');
   assert.is(first.method, 'SRPO');
   assert.equal(Object.keys(first.phaseSeconds), ['setup', 'behavior', 'critic', 'actor', 'evaluation']);
   assert.ok(first.bcScore && Number.isFinite(first.bcScore.mean), 'diffusion baseline scored');

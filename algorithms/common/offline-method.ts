@@ -10,6 +10,7 @@ import type { ActionBox } from './action-box.ts';
 import { CliError, assignDefined, isMainModule, runMain, type CliValues, type OptionSpec, type OptionSpecs } from './cli.ts';
 import { runCommand, runOptions, type RunSettings, type TrainingCommand } from './command.ts';
 import { offlineCurvesSvg } from './curves.ts';
+import { writePicture } from './picture.ts';
 import { evaluatePolicy, type EvalConfig } from './evaluation.ts';
 import { currentRecords, formatDuration, JsonlLog, say, type ProgressStream } from './monitor.ts';
 import { loadOfflineData, type DataConfig, type OfflineData } from './offline-data.ts';
@@ -253,7 +254,7 @@ async function offlineSession<C extends OfflineConfig, M>(
   writeFileAtomic(join(dir, RUN_FILES.summary), JSON.stringify(summary, null, 2));
   const lines = { ...Object.fromEntries(baselines.map((b) => [b.curve, scores[b.key] ?? null])), dataset: data.datasetScore };
   const phases = method.phases.map((p) => p.name);
-  writeFileAtomic(join(dir, RUN_FILES.curves), offlineCurvesSvg(records(), lines, { phases, evalPhase: phases[phases.length - 1]!, policy: method.policyName(cfg) }));
+  writePicture(join(dir, RUN_FILES.curves), offlineCurvesSvg(records(), lines, { phases, evalPhase: phases[phases.length - 1]!, policy: method.policyName(cfg) }));
   data.store.dispose();
   method.dispose(m);
   return summary;

@@ -7,6 +7,7 @@ import { pendulumSwingUp, randomPolicy } from '../../envs/controllers.ts';
 import { CliError, assignDefined, isMainModule, runMain, userError, type CliSpec, type CliValues, type OptionSpec, type OptionSpecs } from './cli.ts';
 import { runCommand, runOptions, type RunSettings, type TrainingCommand } from './command.ts';
 import { onlineCurvesSvg } from './curves.ts';
+import { writePicture } from './picture.ts';
 import { currentRecords, JsonlLog, formatDuration, say } from './monitor.ts';
 import { DEFAULT_EVAL_SEED, checkOnlineConfig, trainOnline, type OnlineAgent, type OnlineConfig, type OnlineHooks, type OnlineResult, type OnlineRunOptions } from './online-loop.ts';
 import type { RunContext } from './phase.ts';
@@ -205,7 +206,7 @@ export async function runOnline<C extends OnlineCommandConfig, S extends OptionS
   };
   log.write({ phase: 'summary', ...summary });
   writeFileAtomic(join(dir, RUN_FILES.summary), JSON.stringify(summary, null, 2));
-  writeFileAtomic(join(dir, RUN_FILES.curves), onlineCurvesSvg(records, references, { phase: cmd.name, policy: cmd.title }));
+  writePicture(join(dir, RUN_FILES.curves), onlineCurvesSvg(records, references, { phase: cmd.name, policy: cmd.title }));
   return summary;
 }
 
