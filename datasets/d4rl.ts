@@ -126,6 +126,33 @@ function readMetadata(opened: OpenedH5): D4RLData['metadata'] {
   return metadata;
 }
 
+/** The metadata key of the content digest the project's writer records and its reader verifies. */
+export const CONTENT_DIGEST_KEY = 'content_sha256';
+
+/**
+ * SHA-256 over every array of the data (name, shape and bytes, in a fixed order) and the metadata apart from the
+ * digest itself. WebCrypto, so it runs in Node and in browsers alike.
+ */
+export async function contentDigest(data: D4RLData): Promise<string> {
+  const parts: [string, readonly number[], ArrayBufferView][] = [
+    ['observations', [data.size, data.obsDim], data.observations],
+    ['actions', [data.size, data.actDim], data.actions],
+    ['rewards', [data.size], data.rewards],
+    ['terminals', [data.size], data.terminals],
+    ['timeouts', [data.size], data.timeouts],
+  ];
+  if (data.nextObservations) parts.push(['next_observations', [data.size, data.obsDim], data.nextObservations]);
+  for (const key of Object.keys(data.infos ?? {}).sort()) parts.push([`infos/${key}`, data.infos![key]!.shape, data.infos![key]!.data]);
+  const subtle = globalThis.crypto.subtle;
+  const digests = await Promise.all(parts.map(([, , a]) => subtle.digest('SHA-256', new Uint8Array(a.buffer, a.byteOffset, a.byteLength))));
+  const meta = Object.entries(data.metadata ?? {}).filter(([k]) => k !== CONTENT_DIGEST_KEY).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const header = new TextEncoder().encode(JSON.stringify({ parts: parts.map(([name, shape, a]) => [name, shape, a.constructor.name]), meta }));
+  const all = new Uint8Array(header.length + 32 * digests.length);
+  all.set(header, 0);
+  digests.forEach((d, i) => all.set(new Uint8Array(d), header.length + 32 * i));
+  return [...new Uint8Array(await subtle.digest('SHA-256', all))].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 function readOpened(opened: OpenedH5, opts: ReadD4RLOptions): D4RLData {
   const name = opened.name;
   const missing = REQUIRED.filter((k) => findDataset(opened, k) === null);
@@ -201,7 +228,13 @@ function readOpened(opened: OpenedH5, opts: ReadD4RLOptions): D4RLData {
 export async function readD4RL(source: string | Uint8Array, opts: ReadD4RLOptions = {}): Promise<D4RLData> {
   const opened = await openForReading(source, opts.name);
   try {
-    return readOpened(opened, opts);
+    const data = readOpened(opened, opts);
+    const recorded = data.metadata?.[CONTENT_DIGEST_KEY];
+    // files written here carry a digest of their contents: a flipped bit anywhere in the data is caught
+    if (typeof recorded === 'string' && recorded !== (await contentDigest(data))) {
+      throw new DatasetFormatError(`${opened.name}: the contents do not match the digest recorded when the file was written (metadata/${CONTENT_DIGEST_KEY}): the file was damaged or edited`);
+    }
+    return data;
   } catch (err) {
     throw withFileName(opened.name, err);
   } finally {
@@ -300,7 +333,7 @@ async function writeTo(path: string | null, data: D4RLData, opts: WriteD4RLOptio
         writeArray(parent, key.split('/').pop()!, info.data, info.shape, compression);
       }
     }
-    const metadata = Object.entries(data.metadata ?? {});
+    const metadata = Object.entries({ ...data.metadata, [CONTENT_DIGEST_KEY]: await contentDigest(data) });
     if (metadata.length > 0) {
       const group = file.create_group('metadata');
       for (const [key, value] of metadata) {

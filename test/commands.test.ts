@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JsonlLog } from '../algorithms/common/monitor.ts';
@@ -43,6 +43,11 @@ for (const [script, args] of COMMANDS) {
     assert.not.ok(existsSync(join(out, 'run.lock')), 'the run directory is released');
     const sessions = JsonlLog.read(join(out, 'log.jsonl')).filter((x) => x['phase'] === 'session');
     assert.equal(sessions.map((x) => x['end']), ['done']);
+    // resuming the finished run checks its config.json against the preset and trains nothing again
+    const again = run(script, ['--resume', out, '--quiet']);
+    assert.is(again.status, 0, `${script} --resume exited ${again.status}:\n${again.stderr}`);
+    const resumed = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(resumed['score'] ?? resumed['final'], summary['score'] ?? summary['final']);
   });
 }
 
@@ -63,6 +68,24 @@ t("a dataset of another environment than the task's is refused, and no run direc
   assert.is(r.status, 1);
   assert.match(r.stderr, /pendulum-medium-v1 is Pendulum-v1 data, but task 'hopper-medium-v2' holds settings for Hopper-v4/);
   assert.not.ok(existsSync(out));
+});
+
+t('a damaged or edited config.json fails the resume, naming the file', () => {
+  const out = join(scratch, 'algorithms-srpo-ts');
+  const path = join(out, 'config.json');
+  const good = readFileSync(path, 'utf8');
+  for (const [edit, pattern] of [
+    [good.slice(0, good.length / 2), /config\.json is not a readable run configuration/],
+    [good.replace(/"actorSteps": \d+/, '"actorSteps": "ten"'), /config\.json does not hold a valid configuration: 'actorSteps' is string "ten", expected number/],
+    [good.replace(/"task": "[^"]+"/, '"task": "no-such-task"'), /config\.json: unknown task 'no-such-task'/],
+  ] as const) {
+    writeFileSync(path, edit);
+    const r = run('algorithms/srpo.ts', ['--resume', out, '--quiet']);
+    assert.is(r.status, 1);
+    assert.match(r.stderr, pattern);
+    assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  writeFileSync(path, good);
 });
 
 t('a start that fails after the run directory was made removes it (no device of that name)', () => {

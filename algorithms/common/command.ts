@@ -94,6 +94,30 @@ export async function interruptible<T>(dir: string, resumeCommand: string, fn: (
   }
 }
 
+/**
+ * Checks a resumed run's configuration against its preset: every setting the preset has must be there with a
+ * value of the same kind, so an edited or damaged config.json fails here, naming the file, and not deep in
+ * training. Settings the preset lacks (optional ones) are left to the command.
+ */
+export function checkConfig<C>(path: string, cfg: C, cmd: { template(cfg: C): C }): void {
+  let template: C;
+  try {
+    template = cmd.template(cfg);
+  } catch (err) {
+    throw userError(`--resume: ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? `array of ${[...new Set(v.map((x) => typeof x))].join('/') || 'anything'}` : typeof v);
+  const problems: string[] = [];
+  for (const [key, want] of Object.entries(template as Record<string, unknown>)) {
+    const got = (cfg as Record<string, unknown>)[key];
+    if (!(key in (cfg as object))) problems.push(`'${key}' is missing`);
+    else if (want !== null && kind(got) !== kind(want) && !(Array.isArray(want) && Array.isArray(got) && want.length === 0)) {
+      problems.push(`'${key}' is ${kind(got)} ${JSON.stringify(got)}, expected ${kind(want)}`);
+    } else if (typeof got === 'number' && !Number.isFinite(got)) problems.push(`'${key}' is not a finite number`);
+  }
+  if (problems.length) throw userError(`--resume: ${path} does not hold a valid configuration: ${problems.join('; ')}`);
+}
+
 /** Options every training command has for where its run goes and how the engine runs, none part of the run's configuration. */
 export function runOptions(dirPattern: string) {
   return {
@@ -132,6 +156,8 @@ export interface TrainingCommand<S extends OptionSpecs, C, R> {
   /** The start of the device line, e.g. 'SRPO pendulum-quick'. */
   title(cfg: C): string;
   train(cfg: C, run: RunSettings, args: CliValues<S>): Promise<R>;
+  /** What a configuration of this run looks like (its preset), to check a resumed run's config.json against. */
+  template(cfg: C): C;
   print(summary: R, cfg: C): void;
 }
 
@@ -146,6 +172,7 @@ export async function runCommand<S extends OptionSpecs, C, R>(cmd: TrainingComma
   const trainingOptions = Object.keys(cmd.spec.options).filter((k) => !RUN_ONLY_OPTIONS.includes(k));
   const { cfg, dir, resumed, release } = openRun<C>(run, argv, trainingOptions, () => cmd.config(args));
   try {
+    if (resumed) checkConfig(join(dir, RUN_FILES.config), cfg, cmd);
     const rt = await openDevice(run.device, { tune: run.tune, log: tuningLog(run.quiet) });
     if (!run.quiet) process.stderr.write(`${cmd.title(cfg)}: device ${rt.info.description || rt.info.vendor || 'unknown'} (${rt.info.adapterClass}); run directory ${dir}\n`);
     const summary = await interruptible(dir, `node algorithms/${cmd.name}.ts`, (stopRequested) =>

@@ -369,6 +369,7 @@ export function offlineCommand<C extends OfflineConfig, M, S extends OptionSpecs
       return { cfg, name: method.cli.runName?.(cfg) ?? `${method.name}-${cfg.task}` };
     },
     title: (cfg) => `${method.title(cfg)} ${cfg.task}`,
+    template: (cfg) => method.cli.preset(cfg as unknown as CliValues<S> & { task: string }),
     train: (cfg, run, args) => {
       const load = Object.fromEntries(method.phases.filter((p) => p.loadOption).map((p) => [p.name, args[p.loadOption!.name] as string | undefined]));
       return runOffline(method, cfg, { ...run, load });

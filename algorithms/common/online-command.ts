@@ -232,6 +232,7 @@ export function onlineCommand<C extends OnlineCommandConfig, S extends OptionSpe
       return { cfg, name: `${cmd.name}-${envKey(cfg.env)}-${cfg.preset}` };
     },
     title: () => cmd.title,
+    template: (cfg) => cmd.preset(cfg.env, cfg.preset),
     train: (cfg, run) => runOnline(cmd, cfg, run),
     print: (s) => printOnlineSummary(s),
   };
