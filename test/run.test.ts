@@ -226,6 +226,19 @@ t('Progress redraws one line on a TTY (cut to the width) and prints plain lines 
   assert.is(plain.chunks.length, 4, 'lines at 0.3 s, 1.5 s, 2.7 s and the finish');
 });
 
+t('Progress measures rate and ETA from a restart (an online run past its random warm-up)', () => {
+  let now = 0;
+  const out = fakeStream(false);
+  const p = new Progress('sac', 2000, { stream: out.stream, now: () => now, plainIntervalMs: 0 });
+  now = 100;
+  p.update(1000); // the warm-up: 1000 steps in 0.1 s
+  p.restartRate(1000);
+  now = 10_100;
+  p.update(1100); // training: 100 steps in 10 s
+  assert.match(out.chunks.at(-1)!, /\| 10(\.0)? steps\/s \|/, out.chunks.at(-1));
+  assert.match(out.chunks.at(-1)!, /ETA 1:30/, 'the 900 steps left at the training pace');
+});
+
 t('parseCli: defaults, typed values, errors naming the option, --help', () => {
   const spec: CliSpec<{
     steps: { type: 'integer'; default: 10; positive: true; description: 'how many steps' };

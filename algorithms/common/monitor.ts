@@ -89,8 +89,8 @@ export class Progress {
   readonly total: number;
   private readonly stream: ProgressStream;
   private readonly tty: boolean;
-  private readonly startStep: number;
-  private readonly start: number;
+  private startStep: number;
+  private start: number;
   private readonly now: () => number;
   private readonly interval: number;
   private lastDraw = -Infinity;
@@ -107,6 +107,15 @@ export class Progress {
     this.startStep = opts.startStep ?? 0;
     this.interval = this.tty ? (opts.ttyIntervalMs ?? 200) : (opts.plainIntervalMs ?? 10_000);
     this.last = { phase, step: this.startStep, total, sessionSteps: 0, elapsedMs: 0 };
+  }
+
+  /**
+   * Measures rate and ETA from here on (e.g. once an online run's random warm-up, many times faster than the
+   * training steps, is over).
+   */
+  restartRate(step: number): void {
+    this.start = this.now();
+    this.startStep = step;
   }
 
   /** Elapsed time of this session of the phase in ms. */

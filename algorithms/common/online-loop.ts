@@ -393,11 +393,17 @@ class OnlineLoop {
     let lastCheckpoint = state.envSteps;
     const evalEvery = cfg.evalEvery;
     let nextEval = evalEvery > 0 ? (Math.floor(state.envSteps / evalEvery) + 1) * evalEvery : Infinity;
+    // the warm-up's random actions step many times faster than training: its pace would mislead the ETA
+    let warmingUp = state.envSteps < cfg.warmupSteps;
     try {
       while (state.envSteps < cfg.envSteps) {
         await this.collect();
         this.update(scheduler);
         const step = state.envSteps;
+        if (warmingUp && step >= cfg.warmupSteps) {
+          warmingUp = false;
+          progress.restartRate(step);
+        }
         let end = step >= cfg.envSteps;
         const stop = !end && (ctx.stopRequested?.() ?? false);
         // no periodic evaluation before the first update: the policy is still its initialisation
