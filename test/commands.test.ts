@@ -62,6 +62,16 @@ t('a NaN loss stops the run with one message, exit code 1 and the reason in the 
   assert.is(last['end'], 'non-finite');
 });
 
+t('a run whose weights diverge while its losses stay finite stops at its next checkpoint, keeping none of that state', () => {
+  const out = join(scratch, 'diverged');
+  // DTQL at lr 1e30: the behaviour network's weights turn NaN while the logged losses stay finite
+  const r = run('algorithms/dtql.ts', ['--lr', '1e30', '--pretrain-steps', '40', '--train-steps', '10', '--no-bc-eval', ...OFFLINE_TINY, '--out', out]);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /dtql: checkpoint .*pretrain\.safetensors: "[\w.]+"\[\d+\] = NaN is not finite: the training diverged; checkpoint not written/);
+  assert.not.ok(existsSync(join(out, 'pretrain.safetensors')));
+  assert.is(JsonlLog.read(join(out, 'log.jsonl')).at(-1)!['end'], 'non-finite');
+});
+
 t("a dataset of another environment than the task's is refused, and no run directory is left", () => {
   const out = join(scratch, 'mismatch');
   const r = run('algorithms/srpo.ts', ['--task', 'hopper-medium-v2', '--dataset', 'pendulum-medium-v1', '--out', out]);

@@ -160,6 +160,20 @@ t('lineSvg: a path per series, legend, labels, log axis with gaps', () => {
   assert.throws(() => lineSvg([{ name: 'bad', x: [1, 2], y: [1] }]), /2 x and 1 y/);
 });
 
+t('lineSvg: the legend sits right of the plot, never on a line; short series show their points', () => {
+  const long = { name: 'a long series name', x: [...Array(50).keys()], y: [...Array(50).keys()].map((i) => Math.sin(i)) };
+  const two = { name: 'two', x: [0, 49], y: [0.5, -0.5] };
+  const svg = lineSvg([long, two], { width: 640, height: 300 });
+  const frame = /<rect[^>]*x="([\d.]+)"[^>]*width="([\d.]+)"/.exec(svg);
+  const right = frame ? Number(frame[1]) + Number(frame[2]) : Math.max(...[...svg.matchAll(/class="series" d="([^"]+)"/g)].flatMap((m) => [...m[1]!.matchAll(/[ML]([\d.]+),/g)].map((p) => Number(p[1]))));
+  const legendX = [...svg.matchAll(/<g class="legend"[^>]*><path d="M([\d.]+),/g)].map((m) => Number(m[1]));
+  assert.is(legendX.length, 2);
+  for (const x of legendX) assert.ok(x > right, `legend at x ${x}, plot ends at ${right}`);
+  const markers = [...svg.matchAll(/<g class="markers"[^>]*>(.*?)<\/g>/g)];
+  assert.is(markers.length, 1, 'only the two-point series is marked');
+  assert.is((markers[0]![1]!.match(/<circle/g) ?? []).length, 2);
+});
+
 t('ticks and labels', () => {
   assert.equal(niceTicks(0, 10, 5), [0, 2, 4, 6, 8, 10]);
   assert.equal(niceTicks(-1.05, 1.05, 4), [-1, -0.5, 0, 0.5, 1]);
