@@ -128,4 +128,9 @@ t('every method gets the shared options, its own and its load options; its flags
   assert.is(offlineCommand(EDP as never).config({ task: 'pendulum-quick', backbone: 'iql' } as never).name, 'edp-iql-pendulum-quick');
 });
 
+t("SRPO's paper presets take observations as the files hold them, as the paper's code does; the quick presets z-score", () => {
+  for (const task of ['hopper-medium-v2', 'walker2d-medium-expert-v2', 'antmaze-umaze-v2']) assert.is(taskConfig(task).normalizeObs, false, task);
+  for (const task of ['pendulum-quick', 'hopper-quick']) assert.is(taskConfig(task).normalizeObs, true, task);
+});
+
 t.run();

@@ -79,12 +79,13 @@ export interface SrpoConfig {
  * The paper's settings for D4RL locomotion: behaviour 2M steps at batch 2048 with AdamW 3e-4; critic 1.5M steps
  * at batch 256, [256, 256] ReLU, expectile 0.7, discount 0.99, Polyak 0.005; actor 1M steps at batch 256, Adam
  * 3e-4 with cosine annealing, [256, 256] ReLU + Tanh, w(t) = sigma_t^2, t in [0.02, 0.98]; 20 evaluation
- * episodes every 20k steps.
+ * episodes every 20k steps. Observations as the files hold them: the paper's code does not z-score them (its
+ * networks take raw D4RL observations; the quick presets z-score).
  */
 export const PAPER_DEFAULTS: Omit<SrpoConfig, 'task' | 'dataset' | 'env' | 'beta'> = Object.freeze({
   seed: 0,
   rewardPreset: 'iql_locomotion',
-  normalizeObs: true,
+  normalizeObs: false,
   behaviorSteps: 2_000_000,
   behaviorBatch: 2048,
   behaviorLr: 3e-4,
