@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { init, type Runtime } from '../engine/runtime.ts';
 import { Generator } from '../engine/random.ts';
@@ -379,9 +380,9 @@ async function tfjsRunner(backend: TfjsBackend, sizes: Sizes): Promise<PeerRunne
   };
 }
 
-function execJson(cmd: string, args: string[], timeoutMs: number): Promise<{ json: Record<string, unknown> | null; error: string | null }> {
+function execJson(cmd: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ json: Record<string, unknown> | null; error: string | null }> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 << 20, env: env ?? process.env }, (err, stdout) => {
       const line = stdout.trim().split('\n').pop() ?? '';
       let json: Record<string, unknown> | null = null;
       try {
@@ -397,6 +398,26 @@ function execJson(cmd: string, args: string[], timeoutMs: number): Promise<{ jso
   });
 }
 
+/** Debian's OpenBLAS (libopenblas0-pthread): its libblas.so.3, for the PyTorch child alone. */
+const OPENBLAS_DIRS = ['/usr/lib/x86_64-linux-gnu/openblas-pthread', '/usr/lib/aarch64-linux-gnu/openblas-pthread'];
+
+/**
+ * How a user who cares about speed runs PyTorch on a CPU: an optimised BLAS loaded for its process (the system's
+ * BLAS alternatives stay as they are), one BLAS thread under torch's own intra-op threads (one per core), OpenMP
+ * threads that sleep when idle. Without OpenBLAS the child runs on whatever BLAS the system has, and says so.
+ */
+function tunedTorchEnv(): { env: NodeJS.ProcessEnv; openblas: string | null } {
+  const dir = OPENBLAS_DIRS.find((d) => existsSync(join(d, 'libblas.so.3'))) ?? null;
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: '1', OMP_WAIT_POLICY: 'PASSIVE' };
+  if (dir) env['LD_LIBRARY_PATH'] = [dir, process.env['LD_LIBRARY_PATH']].filter(Boolean).join(':');
+  return { env, openblas: dir };
+}
+
+/** True when the BLAS a peer reported is an optimised one (OpenBLAS, MKL, BLIS, Accelerate). */
+export function optimisedBlas(blas: unknown): boolean {
+  return typeof blas === 'string' && /openblas|mkl|blis|accelerate|veclib/i.test(blas);
+}
+
 /**
  * PyTorch through bench/peers_torch.py, one process per case (its start-up and torch import are not timed). The
  * interpreter is the first candidate that imports torch: --python, else python3 on PATH, then the system's
@@ -407,27 +428,33 @@ async function torchRunner(sizes: Sizes, python: string | undefined, threads: nu
   const common = ['--obs', String(sizes.obsDim), '--act', String(sizes.actDim), '--threads', String(threads), '--tables', JSON.stringify(sizes.tables)];
   const runner: PeerRunner = { label: 'torch', info: {}, run: async () => ({ backend: 'torch', skipped: 'not started' }), check: async () => 'not started' };
   const reasons: string[] = [];
+  const { env, openblas } = tunedTorchEnv();
   for (const exe of python ? [python] : ['python3', '/usr/bin/python3']) {
-    // a zero-step matmul checks the interpreter and reports the versions
-    const { json, error } = await execJson(exe, [script, '--cases', 'matmul-1024', '--steps', '0', '--warmup', '0', ...common], 120_000);
+    // a zero-step matmul checks the interpreter and reports the versions and the BLAS it runs on
+    const { json, error } = await execJson(exe, [script, '--cases', 'matmul-1024', '--steps', '0', '--warmup', '0', ...common], 120_000, env);
     if (!json || typeof json.error === 'string') {
       reasons.push(`${exe}: ${error ?? String(json?.error)}`);
       continue;
     }
     const { results: _, ...info } = json;
-    const label = `torch ${String(json.device ?? 'cpu').split(' ')[0]}`;
+    const cuda = String(json.device ?? 'cpu').startsWith('cuda');
+    const tuned = cuda || optimisedBlas(json.blas);
+    const label = `torch ${String(json.device ?? 'cpu').split(' ')[0]}${tuned ? '' : ' (ref BLAS)'}`;
+    if (!tuned) {
+      progress(`torch runs on an unoptimised BLAS (${String(json.blas)})${openblas ? '' : ": install Debian's libopenblas0-pthread for a fair peer"}; its ratios are marked`);
+    }
     return {
       label,
-      info: { ...info, python: exe },
+      info: { ...info, python: exe, env: { OPENBLAS_NUM_THREADS: env['OPENBLAS_NUM_THREADS'], OMP_WAIT_POLICY: env['OMP_WAIT_POLICY'], LD_LIBRARY_PATH: openblas }, tunedBlas: tuned },
       async run(spec, steps) {
         const plan = JSON.stringify({ [spec.name]: [spec.warmup, steps] });
-        const out = await execJson(exe, [script, '--cases', spec.name, '--plan', plan, ...common], 20 * 60_000);
+        const out = await execJson(exe, [script, '--cases', spec.name, '--plan', plan, ...common], 20 * 60_000, env);
         const r = (out.json?.results as Record<string, { msPerStep?: number; cpuMsPerStep?: number; steps?: number; error?: string }> | undefined)?.[spec.name];
         if (r?.msPerStep !== undefined) return { backend: label, msPerStep: r.msPerStep, cpuMsPerStep: r.cpuMsPerStep, steps: r.steps };
         return { backend: label, skipped: `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}` };
       },
       async check(name) {
-        const out = await execJson(exe, [script, '--cases', name, '--check', ...common], 10 * 60_000);
+        const out = await execJson(exe, [script, '--cases', name, '--check', ...common], 10 * 60_000, env);
         const r = (out.json?.results as Record<string, Partial<CheckResult> & { error?: string }> | undefined)?.[name];
         if (r?.losses && r.forwards) return { losses: r.losses, forwards: r.forwards };
         return `failed: ${r?.error ?? out.error ?? String(out.json?.error ?? 'no result')}`;
@@ -448,6 +475,15 @@ function progress(what: string): void {
 const ratio = (v: number | undefined) => (v === undefined ? '' : v.toFixed(2));
 const fmt = (v: number | undefined, digits = 1) => (v === undefined ? '' : v >= 1000 ? v.toFixed(0) : v.toFixed(digits));
 
+/** One line of what a peer ran on: versions, device, BLAS, threads and the environment it was given. */
+function describePeer(info: Record<string, unknown>): string {
+  if (typeof info['skipped'] === 'string') return `skipped (${info['skipped']})`;
+  const parts = Object.entries(info)
+    .filter(([k]) => k !== 'results')
+    .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  return parts.join(', ');
+}
+
 function printTable(results: CaseResult[]): void {
   const head = `${'case'.padEnd(30)} ${'backend'.padEnd(16)} ${'ms/step'.padStart(9)} ${'x engine'.padStart(8)} ${'cpu ms'.padStart(9)} ${'x eng cpu'.padStart(9)} ${'disp/step'.padStart(9)} ${'host ms'.padStart(8)}  note`;
   console.log(head);
@@ -458,7 +494,8 @@ function printTable(results: CaseResult[]): void {
       const name = first ? `${spec.title} (${spec.name === 'matmul-1024' ? 'f32' : `B ${spec.batch}`})` : '';
       first = false;
       const backend = r.mode ? `${r.backend} ${r.mode}` : r.backend;
-      const note = r.skipped ? `skipped: ${r.skipped}` : r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : '';
+      const untuned = r.backend.endsWith('(ref BLAS)') && !r.skipped ? 'unoptimised BLAS: not the peer a user would run; ' : '';
+      const note = untuned + (r.skipped ? `skipped: ${r.skipped}` : r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : '');
       console.log(
         `${name.padEnd(30)} ${backend.padEnd(16)} ${fmt(r.msPerStep, 2).padStart(9)} ${ratio(r.ratioToEngine).padStart(8)} ${fmt(r.cpuMsPerStep, 1).padStart(9)} ${ratio(r.cpuRatioToEngine).padStart(9)} ` +
           `${fmt(r.dispatchesPerStep, 0).padStart(9)} ${fmt(r.hostMsPerStep, 2).padStart(8)}  ${note}`,
@@ -700,6 +737,8 @@ async function main(): Promise<void> {
       if (spec.flops) r.gflops = spec.flops / (r.msPerStep * 1e6);
     }
   }
+  console.log('');
+  for (const [peer, info] of Object.entries(peerInfo)) console.log(`${peer}: ${describePeer(info)}`);
   console.log('');
   printTable(results);
   console.log(

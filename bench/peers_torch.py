@@ -543,8 +543,19 @@ def main():
         'python': sys.version.split()[0],
         'device': str(dev) if dev.type != 'cuda' else f'cuda ({torch.cuda.get_device_name(dev)})',
         'threads': torch.get_num_threads(),
+        'blas': loaded_blas(),
         'results': results,
     }))
+
+
+def loaded_blas():
+    """The BLAS library this process runs on (the one mapped into it), whatever torch was built against."""
+    try:
+        with open('/proc/self/maps') as f:
+            libs = {line.split()[-1] for line in f if 'blas' in line.split()[-1]}
+    except OSError:
+        return 'unknown'
+    return ', '.join(sorted(libs)) or 'none loaded'
 
 
 if __name__ == '__main__':
