@@ -14,12 +14,12 @@ import { Generator } from '../engine/random.ts';
 import { tensor, tidy } from '../engine/tensor.ts';
 import { sum } from '../engine/ops/reduce.ts';
 import { ReplayStore } from '../datasets/replay.ts';
-import type { Transitions } from '../datasets/d4rl.ts';
 import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
 import { runPhase } from '../algorithms/common/phase.ts';
 import { GaussianTanhActor, LOG_STD_MAX, LOG_STD_MIN } from '../algorithms/common/gaussian-actor.ts';
 import { actorStep, disposeModels, makeModels, pretrainPhase, taskConfig, trainPhase, type DtqlConfig, type DtqlModels } from '../algorithms/dtql.ts';
 import { runToyBandit, toyConfig } from '../scripts/dtql-toy.ts';
+import { recorder, syntheticTransitions } from './offline-fixtures.ts';
 
 const t = suite('dtql');
 t.before(gpu);
@@ -44,30 +44,6 @@ function tinyConfig(over: Partial<DtqlConfig> = {}): DtqlConfig {
     checkpointEvery: 10,
     ...over,
   };
-}
-
-/** States N(0, 1); actions tanh of the state plus noise, in [-1, 1]; reward -(a - tanh(s))^2, terminal. */
-function syntheticTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
-  const r = rng(seed);
-  const obs = randn(n * obsDim, r);
-  const actions = new Float32Array(n * actDim);
-  const rewards = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let pen = 0;
-    for (let d = 0; d < actDim; d++) {
-      const mean = Math.tanh(obs[i * obsDim + (d % obsDim)]!);
-      const a = Math.max(-1, Math.min(1, mean + 0.3 * randn(1, r)[0]!));
-      actions[i * actDim + d] = a;
-      pen += (a - mean) ** 2;
-    }
-    rewards[i] = -pen;
-  }
-  return { size: n, obsDim, actDim, observations: obs, actions, rewards, nextObservations: randn(n * obsDim, r), dones: new Float32Array(n).fill(1) };
-}
-
-function recorder() {
-  const records: Record<string, unknown>[] = [];
-  return { records, write: (rec: Record<string, unknown>) => void records.push(rec) };
 }
 
 const series = (records: Record<string, unknown>[], phase: string, key: string) =>

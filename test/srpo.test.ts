@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReplayStore } from '../datasets/replay.ts';
-import type { Transitions } from '../datasets/d4rl.ts';
 import { NonFiniteLossError } from '../algorithms/common/monitor.ts';
 import { loadCheckpoint, readCheckpointInfo } from '../algorithms/common/run-files.ts';
 import { actorPhase, actorTraining, behaviorPhase, criticPhase, makeActor, makeBehavior, makeCritic } from '../algorithms/srpo.ts';
@@ -19,6 +18,7 @@ import { runPhase, type PhaseRun } from '../algorithms/common/phase.ts';
 import { taskConfig, type SrpoConfig } from '../algorithms/srpo/presets.ts';
 import type { Module } from '../engine/nn.ts';
 import type { ParamGroup } from '../engine/params.ts';
+import { recorder, syntheticTransitions } from './offline-fixtures.ts';
 
 const t = suite('srpo');
 t.before(gpu);
@@ -178,30 +178,6 @@ function tinyConfig(over: Partial<SrpoConfig> = {}): SrpoConfig {
     checkpointEvery: 10,
     ...over,
   };
-}
-
-/** States N(0, 1); actions tanh of the state plus noise, in [-1, 1]; reward -(a - tanh(s))^2, terminal. */
-function syntheticTransitions(n: number, obsDim: number, actDim: number, seed: number): Transitions {
-  const r = rng(seed);
-  const obs = randn(n * obsDim, r);
-  const actions = new Float32Array(n * actDim);
-  const rewards = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let pen = 0;
-    for (let d = 0; d < actDim; d++) {
-      const mean = Math.tanh(obs[i * obsDim + (d % obsDim)]!);
-      const a = Math.max(-1, Math.min(1, mean + 0.3 * randn(1, r)[0]!));
-      actions[i * actDim + d] = a;
-      pen += (a - mean) ** 2;
-    }
-    rewards[i] = -pen;
-  }
-  return { size: n, obsDim, actDim, observations: obs, actions, rewards, nextObservations: randn(n * obsDim, r), dones: new Float32Array(n).fill(1) };
-}
-
-function recorder() {
-  const records: Record<string, unknown>[] = [];
-  return { records, write: (rec: Record<string, unknown>) => void records.push(rec) };
 }
 
 async function allFinite(group: ParamGroup, what: string): Promise<void> {
