@@ -24,6 +24,7 @@ import { CHECK_ROWS, checkBeta, checkBias, checkGamma, checkInputs, checkWeight,
 import * as dtql from '../algorithms/dtql.ts';
 import * as edp from '../algorithms/edp.ts';
 import * as dql from '../algorithms/dql.ts';
+import { formatProfile, profileStep, type StepProfile } from './step-profile.ts';
 
 interface CaseSpec {
   name: PeerCaseName;
@@ -89,11 +90,17 @@ const OPTIONS = {
   peers: { type: 'string', default: PEERS.join(','), placeholder: 'list', description: `peers to run beside the engine, or 'none'` },
   python: { type: 'string', placeholder: 'exe', description: "interpreter with torch for the PyTorch peer (default: the first of python3 and the system's /usr/bin/python3 that imports torch)" },
   'torch-threads': { type: 'integer', nonNegative: true, default: 0, description: 'CPU threads for PyTorch (0: all cores)' },
+  profile: {
+    type: 'boolean',
+    description:
+      "after each case's replayed timing, profile its recorded step: GPU time per kernel family from timestamp queries " +
+      'around every dispatch (median of 5 steps, 2 with --quick), printed under the table and kept in the JSON',
+  },
   ...HOPPER_SIZE_OPTIONS,
 } as const;
 
 const CLI: CliSpec<typeof OPTIONS> = {
-  usage: 'node bench/peers.ts [--quick] [--steps N] [--only case,...] [--peers list] [--out DIR]',
+  usage: 'node bench/peers.ts [--quick] [--steps N] [--only case,...] [--peers list] [--profile] [--out DIR]',
   description:
     'Times the same training steps in this engine and in its peers, one after another in one process on one machine: ' +
     'the IQL critic step ([256, 256] ReLU twin Q and V, batch 256: V expectile step, Q step, Polyak target), the SRPO ' +
@@ -118,6 +125,7 @@ const CLI: CliSpec<typeof OPTIONS> = {
     'node bench/peers.ts --only iql-critic,matmul-1024 --peers torch --steps 20',
     'node bench/peers.ts --quick --only dtql-step,edp-step,dql-step',
     'node bench/peers.ts --check',
+    'node bench/peers.ts --only iql-critic,edp-step --peers none --profile',
   ],
 };
 
@@ -143,6 +151,8 @@ interface Row {
   cpuMsPerStep?: number;
   steps?: number;
   skipped?: string;
+  /** --profile: where a replayed step's GPU time goes. */
+  profile?: StepProfile | string;
 }
 
 interface CaseResult {
@@ -174,6 +184,8 @@ function message(err: unknown): string {
 interface RecordedStep {
   replay(): void;
   readonly dispatchCount: number;
+  readonly canProfile: boolean;
+  profile(steps?: number): Promise<{ kernel: string; ms: number }[]>;
   dispose(): void;
 }
 type RecordStep = (fn: () => unknown) => RecordedStep;
@@ -280,7 +292,7 @@ async function timeEngine(rt: Runtime, once: () => void, warmup: number, steps: 
   };
 }
 
-async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps: number, recorder: RecordStep | string): Promise<Row[]> {
+async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps: number, recorder: RecordStep | string, profileSteps: number): Promise<Row[]> {
   const fn = cases.step(spec.name);
   const rows: Row[] = [];
   try {
@@ -298,7 +310,9 @@ async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps:
     const r = rec;
     const t = await timeEngine(rt, () => r.replay(), spec.warmup, steps);
     // replays encode recorded dispatches directly, so the runtime's counter may not see them
-    rows.push({ backend: 'engine', mode: 'replay', ...t, dispatchesPerStep: r.dispatchCount });
+    const row: Row = { backend: 'engine', mode: 'replay', ...t, dispatchesPerStep: r.dispatchCount };
+    if (profileSteps > 0) row.profile = (await profileStep(r, profileSteps)) ?? "the device lacks 'timestamp-query'";
+    rows.push(row);
   } catch (err) {
     rows.push({ backend: 'engine', mode: 'replay', skipped: `failed: ${message(err)}` });
   } finally {
@@ -504,6 +518,17 @@ function printTable(results: CaseResult[]): void {
   }
 }
 
+function printProfiles(results: CaseResult[]): void {
+  console.log('\nprofile of the replayed steps (a compute pass per dispatch; families slowest first):');
+  for (const { spec, rows } of results) {
+    const r = rows.find((x) => x.backend === 'engine' && x.mode === 'replay');
+    const title = `${spec.title} (${spec.name})`;
+    if (!r?.profile) console.log(`${title}: no replayed step`);
+    else if (typeof r.profile === 'string') console.log(`${title}: not profiled: ${r.profile}`);
+    else console.log(formatProfile(title, r.profile, r.msPerStep, r.hostMsPerStep));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 /** Sets every Linear and LayerNorm under m to the formula weights of bench/peers_plan.ts. */
@@ -694,7 +719,8 @@ async function main(): Promise<void> {
 
   // tfjs's WebGPU backend needs navigator.gpu before it loads; the engine then takes the same GPU object
   if (peers.includes('tfjs-webgpu')) await exposeNavigatorGpu().catch(() => undefined);
-  const rt = await init();
+  // Dawn rounds timestamps to 2^16 ns unless told otherwise: too coarse for dispatches of a few microseconds
+  const rt = await init(args.profile ? { dawnFlags: ['disable-dawn-features=timestamp_quantization'] } : {});
   const adapter = `${rt.info.description || rt.info.vendor} (${rt.info.adapterClass})`;
   console.log(`host ${hostname()} (${cpus().length} CPUs), node ${process.version}, adapter ${adapter}; obs ${sizes.obsDim}, act ${sizes.actDim}${quick ? ', quick' : ''}`);
 
@@ -718,7 +744,7 @@ async function main(): Promise<void> {
   for (const spec of specs) {
     const steps = stepsOf(spec);
     progress(`${spec.name}: engine`);
-    const rows = await runEngine(rt, cases, spec, steps, recorder);
+    const rows = await runEngine(rt, cases, spec, steps, recorder, args.profile ? (quick ? 2 : 5) : 0);
     for (const p of runners) {
       progress(`${spec.name}: ${p.label}`);
       rows.push(await p.run(spec, steps));
@@ -747,6 +773,7 @@ async function main(): Promise<void> {
       'with other work it tracks the cost of a step better than wall time. host ms: CPU time of the JS thread per step to encode and submit.',
   );
   console.log(`load average (1 min) ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end, on ${cpus().length} CPUs`);
+  if (args.profile) printProfiles(results);
   const notes = results.filter((r) => r.spec.note);
   if (notes.length > 0) console.log(`\nwhat the diffusion-policy steps hold (every column the same):\n${notes.map((r) => `  ${r.spec.name}: ${r.spec.note}`).join('\n')}`);
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);

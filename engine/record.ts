@@ -21,6 +21,14 @@ function flatten(v: TensorTree, out: Tensor[]): Tensor[] {
 
 const MAP_READ = 0x01 | 0x08; // MAP_READ | COPY_DST
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+const QUERY_RESOLVE = 0x200;
+const COPY_SRC = 0x04;
+
+/** One dispatch's GPU time from `RecordedStep.profile`. */
+export interface DispatchTiming {
+  kernel: string;
+  ms: number;
+}
 
 export class RecordedStep<T extends TensorTree> {
   /** The tensors the step returned; every replay overwrites them in place. */
@@ -83,7 +91,7 @@ export class RecordedStep<T extends TensorTree> {
     }
   }
 
-  private encode(steps: number, readInto: GPUBuffer | null): void {
+  private encode(steps: number, readInto: GPUBuffer | null, timestamps: GPUQuerySet | null = null): void {
     if (this.disposed) throw new Error('RecordedStep: replay after dispose');
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`RecordedStep.replay: steps must be a positive integer, got ${steps}`);
     const rt = this.rt;
@@ -109,6 +117,7 @@ export class RecordedStep<T extends TensorTree> {
       let pass: GPUComputePassEncoder | null = null;
       let pipeline: GPUComputePipeline | null = null;
       let d = 0;
+      let timed = 0;
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i]!;
         if (op.kind === 'copy') {
@@ -118,6 +127,13 @@ export class RecordedStep<T extends TensorTree> {
           encoder.copyBufferToBuffer(op.src.buffer, op.src.offset ?? 0, op.dst.buffer, op.dst.offset ?? 0, op.bytes);
           continue;
         }
+        if (timestamps) {
+          // a pass per dispatch, so the pass's timestamps bracket that dispatch alone
+          if (pass) pass.end();
+          const q = 2 * (lane * this.dispatchCount + timed++);
+          pass = encoder.beginComputePass({ timestampWrites: { querySet: timestamps, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 } });
+          pipeline = null;
+        }
         if (!pass) pass = encoder.beginComputePass();
         if (op.pipeline !== pipeline) pass.setPipeline((pipeline = op.pipeline));
         pass.setBindGroup(0, op.dynamic ? bindGroups![d++]! : op.bindGroup);
@@ -126,7 +142,8 @@ export class RecordedStep<T extends TensorTree> {
       }
       if (pass) pass.end();
     }
-    if (readInto) {
+    if (timestamps) encoder.resolveQuerySet(timestamps, 0, timestamps.count, readInto!, 0);
+    else if (readInto) {
       let offset = 0;
       for (const t of this.outputList) {
         const b = t.binding();
@@ -163,6 +180,48 @@ export class RecordedStep<T extends TensorTree> {
       at += t.size;
     }
     return out;
+  }
+
+  /**
+   * Runs `steps` more steps with the GPU time of every dispatch measured by timestamp queries: one entry per
+   * dispatch, in step order (copies are not timed). Each dispatch gets a compute pass of its own, which adds
+   * the cost of pass boundaries, so the sum runs above a plain replay's time; the shares are what to read.
+   * Needs the device's 'timestamp-query' feature (see `canProfile`); the step advances like a replay.
+   */
+  async profile(steps = 1): Promise<DispatchTiming[]> {
+    if (!this.canProfile) throw new Error("RecordedStep.profile: the device lacks the 'timestamp-query' feature");
+    const count = 2 * this.dispatchCount * steps;
+    const device = this.rt.device;
+    const querySet = device.createQuerySet({ type: 'timestamp', count });
+    const resolved = device.createBuffer({ size: count * 8, usage: QUERY_RESOLVE | COPY_SRC, label: 'profile timestamps' });
+    const staging = device.createBuffer({ size: count * 8, usage: MAP_READ, label: 'profile readback' });
+    try {
+      this.encode(steps, resolved, querySet);
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
+      device.queue.submit([encoder.finish()]);
+      await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+      const ticks = new BigUint64Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      this.rt.throwErrors();
+      const names = this.captured.ops.filter((op): op is DispatchRecord => op.kind === 'dispatch').map((op) => op.kernel.name);
+      const out: DispatchTiming[] = [];
+      for (let i = 0; i < count / 2; i++) {
+        // timestamps are nanoseconds; an implementation may report an end before its beginning for a tiny pass
+        const ns = Number(ticks[2 * i + 1]! - ticks[2 * i]!);
+        out.push({ kernel: names[i % names.length]!, ms: Math.max(0, ns) / 1e6 });
+      }
+      return out;
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+      staging.destroy();
+    }
+  }
+
+  /** Whether `profile` can run here. */
+  get canProfile(): boolean {
+    return this.rt.device.features.has('timestamp-query');
   }
 
   /** Frees the step's own buffers (its outputs included) and its arena. */
