@@ -311,7 +311,13 @@ async function runEngine(rt: Runtime, cases: EngineCases, spec: CaseSpec, steps:
     const t = await timeEngine(rt, () => r.replay(), spec.warmup, steps);
     // replays encode recorded dispatches directly, so the runtime's counter may not see them
     const row: Row = { backend: 'engine', mode: 'replay', ...t, dispatchesPerStep: r.dispatchCount };
-    if (profileSteps > 0) row.profile = (await profileStep(r, profileSteps)) ?? "the device lacks 'timestamp-query'";
+    if (profileSteps > 0) {
+      try {
+        row.profile = (await profileStep(r, profileSteps)) ?? "the device lacks 'timestamp-query'";
+      } catch (err) {
+        row.profile = `failed: ${message(err)}`;
+      }
+    }
     rows.push(row);
   } catch (err) {
     rows.push({ backend: 'engine', mode: 'replay', skipped: `failed: ${message(err)}` });

@@ -23,6 +23,7 @@ const MAP_READ = 0x01 | 0x08; // MAP_READ | COPY_DST
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
 const QUERY_RESOLVE = 0x200;
 const COPY_SRC = 0x04;
+const MAX_QUERIES = 4096;
 
 /** One dispatch's GPU time from `RecordedStep.profile`. */
 export interface DispatchTiming {
@@ -184,39 +185,44 @@ export class RecordedStep<T extends TensorTree> {
 
   /**
    * Runs `steps` more steps with the GPU time of every dispatch measured by timestamp queries: one entry per
-   * dispatch, in step order (copies are not timed). Each dispatch gets a compute pass of its own, which adds
-   * the cost of pass boundaries, so the sum runs above a plain replay's time; the shares are what to read.
+   * dispatch, in step order (copies are not timed). Each dispatch gets a compute pass of its own, and the time
+   * between passes is in no dispatch's share, so the sum differs somewhat from a plain replay's wall time.
    * Needs the device's 'timestamp-query' feature (see `canProfile`); the step advances like a replay.
    */
   async profile(steps = 1): Promise<DispatchTiming[]> {
     if (!this.canProfile) throw new Error("RecordedStep.profile: the device lacks the 'timestamp-query' feature");
-    const count = 2 * this.dispatchCount * steps;
+    // a query set holds at most 4096 timestamps, two per dispatch: long profiles go in several submits
+    const perSubmit = Math.floor(MAX_QUERIES / (2 * this.dispatchCount));
+    if (perSubmit < 1) throw new Error(`RecordedStep.profile: a step of ${this.dispatchCount} dispatches needs more than the ${MAX_QUERIES} timestamps a query set holds`);
+    const names = this.captured.ops.filter((op): op is DispatchRecord => op.kind === 'dispatch').map((op) => op.kernel.name);
     const device = this.rt.device;
-    const querySet = device.createQuerySet({ type: 'timestamp', count });
-    const resolved = device.createBuffer({ size: count * 8, usage: QUERY_RESOLVE | COPY_SRC, label: 'profile timestamps' });
-    const staging = device.createBuffer({ size: count * 8, usage: MAP_READ, label: 'profile readback' });
-    try {
-      this.encode(steps, resolved, querySet);
-      const encoder = device.createCommandEncoder();
-      encoder.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
-      device.queue.submit([encoder.finish()]);
-      await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
-      const ticks = new BigUint64Array(staging.getMappedRange().slice(0));
-      staging.unmap();
-      this.rt.throwErrors();
-      const names = this.captured.ops.filter((op): op is DispatchRecord => op.kind === 'dispatch').map((op) => op.kernel.name);
-      const out: DispatchTiming[] = [];
-      for (let i = 0; i < count / 2; i++) {
-        // timestamps are nanoseconds; an implementation may report an end before its beginning for a tiny pass
-        const ns = Number(ticks[2 * i + 1]! - ticks[2 * i]!);
-        out.push({ kernel: names[i % names.length]!, ms: Math.max(0, ns) / 1e6 });
+    const out: DispatchTiming[] = [];
+    for (let done = 0; done < steps; done += perSubmit) {
+      const count = 2 * this.dispatchCount * Math.min(perSubmit, steps - done);
+      const querySet = device.createQuerySet({ type: 'timestamp', count });
+      const resolved = device.createBuffer({ size: count * 8, usage: QUERY_RESOLVE | COPY_SRC, label: 'profile timestamps' });
+      const staging = device.createBuffer({ size: count * 8, usage: MAP_READ, label: 'profile readback' });
+      try {
+        this.encode(count / (2 * this.dispatchCount), resolved, querySet);
+        const encoder = device.createCommandEncoder();
+        encoder.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
+        device.queue.submit([encoder.finish()]);
+        await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+        const ticks = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        this.rt.throwErrors();
+        for (let i = 0; i < count / 2; i++) {
+          // nanoseconds; an implementation may report an end before its beginning for a tiny pass
+          const ns = Number(ticks[2 * i + 1]! - ticks[2 * i]!);
+          out.push({ kernel: names[i % names.length]!, ms: Math.max(0, ns) / 1e6 });
+        }
+      } finally {
+        querySet.destroy();
+        resolved.destroy();
+        staging.destroy();
       }
-      return out;
-    } finally {
-      querySet.destroy();
-      resolved.destroy();
-      staging.destroy();
     }
+    return out;
   }
 
   /** Whether `profile` can run here. */
