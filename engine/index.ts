@@ -1,6 +1,6 @@
 // The engine's public surface in one import, for programs that embed it.
 export { init, dispose, runtime, isStarted, Runtime, type RuntimeOptions, type BufferBinding, type DispatchRecord, type UniformArg } from './runtime.ts';
-export { recordStep, RecordedStep } from './record.ts';
+export { recordStep, RecordedStep, type DispatchTiming } from './record.ts';
 export { requestDevice, describeDevice, findGPU, NoAdapterError, GPUEngineError, type DeviceInfo } from './device.ts';
 export { kernel, Kernel } from './kernel.ts';
 export { Tensor, tensor, empty, viewOf, tidy, keep, numel, type DType } from './tensor.ts';
