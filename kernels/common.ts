@@ -35,7 +35,7 @@ export function actForward(act: Activation, z: string): string {
     case 'silu':
       return `((${z}) * wd_sigmoid(${z}))`;
     case 'mish':
-      return `((${z}) * wd_tanh(wd_softplus(${z})))`;
+      return `wd_mish(${z})`;
   }
 }
 
@@ -87,9 +87,24 @@ fn wd_dsilu(z: f32) -> f32 {
   let s = wd_sigmoid(z);
   return s * (1.0 + z * (1.0 - s));
 }
+// tanh(softplus(z)) = n / (n + 2) with n = e^z (e^z + 2): one exp and one division instead of two exp, a log
+// and a division. Past z = 20 the ratio is 1 in f32, so clamping there changes nothing and keeps n finite.
+// q = 2 / (n + 2) = 1 - tanh(softplus(z)) gives both the ratio and 1 - ratio^2 = q (2 - q) without cancellation.
+fn wd_mish(z: f32) -> f32 {
+  let e = exp(min(z, 20.0));
+  let n = e * (e + 2.0);
+  return z * (0.5 * n * (2.0 / (n + 2.0)));
+}
+// (mish(z), mish'(z)); mish' = t + z sigmoid(z) (1 - t^2) with t = tanh(softplus(z))
+fn wd_mish_pair(z: f32) -> vec2<f32> {
+  let e = exp(min(z, 20.0));
+  let n = e * (e + 2.0);
+  let q = 2.0 / (n + 2.0);
+  let t = 0.5 * n * q;
+  return vec2<f32>(z * t, t + z * (e / (1.0 + e)) * q * (1.0 + t));
+}
 fn wd_dmish(z: f32) -> f32 {
-  let tsp = wd_tanh(wd_softplus(z));
-  return tsp + z * wd_sigmoid(z) * (1.0 - tsp * tsp);
+  return wd_mish_pair(z).y;
 }
 `;
 

@@ -116,12 +116,8 @@ fn xin(row: u32, k: u32) -> f32 {
 fn act_pair_relu(z: vec4<f32>) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(max(z, vec4<f32>(0.0)), select(vec4<f32>(0.0), vec4<f32>(1.0), z > vec4<f32>(0.0)));
 }
-fn mish_pair(z: f32) -> vec2<f32> {
-  let t = wd_tanh(wd_softplus(z));
-  return vec2<f32>(z * t, t + z * wd_sigmoid(z) * (1.0 - t * t));
-}
 fn act_pair_mish(z: vec4<f32>) -> array<vec4<f32>, 2> {
-  let a = mish_pair(z.x); let b = mish_pair(z.y); let c = mish_pair(z.z); let d = mish_pair(z.w);
+  let a = wd_mish_pair(z.x); let b = wd_mish_pair(z.y); let c = wd_mish_pair(z.z); let d = wd_mish_pair(z.w);
   return array<vec4<f32>, 2>(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y));
 }`;
 }

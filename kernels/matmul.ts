@@ -44,7 +44,7 @@ export interface MatmulTile {
 }
 
 /** Bumped whenever the generated products change in a way that can change their speed. */
-export const MATMUL_KERNELS_VERSION = 2;
+export const MATMUL_KERNELS_VERSION = 3;
 
 export interface RegisterConfig {
   /** Subgroup size to share loads across (a power of two >= 4), or null to read per invocation. */
