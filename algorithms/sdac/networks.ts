@@ -92,7 +92,14 @@ export function chainFirstLayer(x: Tensor, weight: Tensor, base: Tensor, stepSha
   const out = empty([rows, hidden]);
   const n = rows * hidden;
   if (n > 0) {
-    launch('sdac_chainFirstLayer', chainFirstLayerSource, { x, weight, base, stepShare, out }, { rows, hidden, actDim: A, inF, xOffset, step }, flatGrid(n));
+    const vec4 = hidden % 4 === 0;
+    launch(
+      `sdac_chainFirstLayer_${vec4 ? 'v4' : 's'}`,
+      () => chainFirstLayerSource(vec4),
+      { x, weight, base, stepShare, out },
+      { rows, hidden, actDim: A, inF, xOffset, step },
+      flatGrid(vec4 ? n / 4 : n),
+    );
   }
   return out;
 }
